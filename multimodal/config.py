@@ -1,0 +1,247 @@
+"""Typed, frozen configuration trees loaded from YAML (DESIGN §1, house style: accelerate / minGPT).
+
+Any frozen dataclass can be a config node. :func:`from_dict` maps a mapping field-for-field onto it, checks every
+value's type, and rejects unknown keys, listing them with the closest valid key. :func:`apply_overrides` applies
+dotted ``a.b=value`` overrides (values parsed as YAML scalars) that must name existing fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from multimodal.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str, file: str | None) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert containers/dataclasses; raise ConfigError if wrong."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where, file)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(
+            f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}", file=file, field=where
+        )
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            hint = f"did you mean {close[0]!r}?" if close else None
+            raise ConfigError(f"expected one of {list(allowed)}, got {value!r}", file=file, field=where, hint=hint)
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"expected a mapping for {tp.__name__}, got {type(value).__name__}", file=file, field=where)
+        return from_dict(tp, value, _prefix=where, _file=file)
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"expected a list, got {type(value).__name__} {value!r}", file=file, field=where)
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"expected {len(args)} items, got {len(value)}", file=file, field=where)
+            return tuple(_coerce(v, a, f"{where}[{i}]", file) for i, (v, a) in enumerate(zip(args, value, strict=True)))
+        item_t = args[0] if args else Any
+        return tuple(_coerce(v, item_t, f"{where}[{i}]", file) for i, v in enumerate(value))
+    if origin in (dict, Mapping, typing.Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"expected a mapping, got {type(value).__name__}", file=file, field=where)
+        args = get_args(tp)
+        kt, vt = args if args else (Any, Any)
+        return {_coerce(k, kt, f"{where}.<key>", file): _coerce(v, vt, f"{where}.{k}", file) for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"expected a number, got {type(value).__name__} {value!r}", file=file, field=where)
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"expected an integer, got {type(value).__name__} {value!r}", file=file, field=where)
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected true/false, got {type(value).__name__} {value!r}", file=file, field=where)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {type(value).__name__} {value!r}", file=file, field=where)
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"expected {tp.__name__}, got {type(value).__name__} {value!r}", file=file, field=where)
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def from_dict(cls: type[C], data: Mapping[str, Any], *, _prefix: str = "", _file: str | None = None) -> C:
+    """Build the frozen dataclass ``cls`` from ``data``; unknown keys and wrong types are a :class:`ConfigError`."""
+    if not dataclasses.is_dataclass(cls):
+        msg = f"{cls!r} is not a dataclass"
+        raise TypeError(msg)
+    hints = _hints(cls)
+    flds = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in flds]
+    if unknown:
+        problems = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), list(flds), n=1, cutoff=0.5)
+            where = f"{_prefix}.{k}" if _prefix else str(k)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(flds)}"
+            problems.append((where, hint))
+        err = ConfigError(
+            f"unknown key(s) {', '.join(repr(p[0]) for p in problems)}",
+            file=_file,
+            field=problems[0][0],
+            hint="; ".join(f"{w}: {h}" for w, h in problems),
+        )
+        raise err
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        where = f"{_prefix}.{name}" if _prefix else name
+        kwargs[name] = _coerce(value, hints[name], where, _file)
+    missing = [
+        n for n, f in flds.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        where = ", ".join(f"{_prefix}.{m}" if _prefix else m for m in missing)
+        raise ConfigError(f"required key(s) missing: {where}", file=_file, field=where)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc), file=_file, field=_prefix or cls.__name__) from exc
+
+
+def to_dict(cfg: Any) -> Any:
+    """The YAML-ready plain form of a config node (tuples become lists)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, Mapping):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, Path):
+        return str(cfg)
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("file not found", file=p, hint="check the path")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=p) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", file=p)
+    return data
+
+
+def load_config(cls: type[C], path: str | Path, overrides: Iterable[str] = ()) -> C:
+    """Load ``path`` into ``cls`` and apply dotted overrides."""
+    data = load_yaml(path)
+    cfg = from_dict(cls, data, _file=str(path))
+    return apply_overrides(cfg, overrides)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value", field="--set")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key", field="--set")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(cfg: C, overrides: Iterable[str]) -> C:
+    """Return a copy of ``cfg`` with each ``a.b.c=value`` applied; paths must exist and values type-check."""
+    for item in overrides:
+        path, value = _parse_override(item)
+        cfg = _set_path(cfg, path, value, full=".".join(path))
+    return cfg
+
+
+def _set_path(node: Any, path: list[str], value: Any, *, full: str) -> Any:
+    if not (dataclasses.is_dataclass(node) and not isinstance(node, type)):
+        raise ConfigError(f"cannot set {full!r}: {type(node).__name__} has no fields", field=full)
+    names = [f.name for f in dataclasses.fields(node)]
+    head = path[0]
+    if head not in names:
+        close = difflib.get_close_matches(head, names, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid keys here: {', '.join(names)}"
+        raise ConfigError(f"override names unknown key {head!r}", field=full, hint=hint)
+    hints = _hints(type(node))
+    if len(path) == 1:
+        new = _coerce(value, hints[head], full, None)
+    else:
+        child = getattr(node, head)
+        if child is None:
+            # an optional sub-config that is off: build it from defaults first
+            tp = hints[head]
+            cands = [a for a in get_args(tp) if dataclasses.is_dataclass(a)]
+            if not cands:
+                raise ConfigError(f"cannot set {full!r}: {head!r} is not a section", field=full)
+            child = cands[0]()
+        new = _set_path(child, path[1:], value, full=full)
+    try:
+        return dataclasses.replace(node, **{head: new})
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc), field=full) from exc
+
+
+def config_fields(cls: type) -> list[tuple[str, str, Any, str]]:
+    """(dotted name, type, default, help) for every leaf of a config class; used by the generated reference doc."""
+    out: list[tuple[str, str, Any, str]] = []
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        )
+        sub = [a for a in (get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)]
+        if sub:
+            for name, t, d, h in config_fields(sub[0]):
+                out.append((f"{f.name}.{name}", t, d, h))
+        else:
+            out.append((f.name, _type_name(tp), to_dict(default), f.metadata.get("help", "")))
+    return out
