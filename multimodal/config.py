@@ -69,7 +69,7 @@ def _coerce(value: Any, tp: Any, where: str, file: str | None) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"expected {len(args)} items, got {len(value)}", file=file, field=where)
-            return tuple(_coerce(v, a, f"{where}[{i}]", file) for i, (v, a) in enumerate(zip(args, value, strict=True)))
+            return tuple(_coerce(v, a, f"{where}[{i}]", file) for i, (v, a) in enumerate(zip(value, args, strict=True)))
         item_t = args[0] if args else Any
         return tuple(_coerce(v, item_t, f"{where}[{i}]", file) for i, v in enumerate(value))
     if origin in (dict, Mapping, typing.Mapping) or tp is dict:

@@ -1,0 +1,523 @@
+"""Deep validation of a cohort manifest: every problem at once, each with file, patient, field and a hint (DESIGN §4).
+
+:func:`validate_manifest` runs everything :mod:`multimodal.cohorts.loading` checks, then opens the data: every slide
+feature file (layout, shape, a bounded sample of rows for NaN/inf, coords, encoder, dimension consistency), the MEDS
+shards (dtypes, sort order, events after the prediction time), the AnnData layers. It never raises for bad input;
+:meth:`ValidationReport.raise_if_invalid` does.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from multimodal.cohorts.loading import ProblemLog, ResolvedManifest, resolve_manifest
+from multimodal.cohorts.sources import MedsSource, OmicsSource, SlideRef, SlideSource
+
+from multimodal.errors import InputError, Problem
+
+#: Rows of a slide's feature matrix checked for NaN/inf: the first and the last half of this many.
+MAX_SAMPLE_ROWS = 4096
+#: Rows of a MEDS shard read at a time by the sort-order check.
+MEDS_BATCH_ROWS = 1 << 20
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of :func:`validate_manifest`.
+
+    Attributes:
+        manifest: the manifest path.
+        problems: everything that makes the cohort unusable (exit code 2 in the CLI).
+        warnings: things that work but deserve a look (events after the prediction time, patients without data ...).
+        summary: patients, events, per-modality coverage, slide encoders and feature dims, counts of note.
+    """
+
+    manifest: str
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_if_invalid(self) -> None:
+        """Raise one :class:`InputError` listing every problem, if there is any."""
+        if self.problems:
+            raise InputError(problems=self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "manifest": self.manifest,
+            "valid": self.ok,
+            "problems": [dataclasses.asdict(p) for p in self.problems],
+            "warnings": [dataclasses.asdict(p) for p in self.warnings],
+            "summary": self.summary,
+        }
+
+
+def validate_manifest(path: str | Path) -> ValidationReport:
+    """Check the manifest at ``path`` and everything it points to; report every problem at once."""
+    res = resolve_manifest(path)
+    log = res.log
+    slides = _check_slides(res, log) if res.spec is not None else {}
+    meds = _check_meds(res, log) if res.spec is not None else {}
+    _check_expression(res, log)
+    _check_coverage(res, log)
+    _check_split_coverage(res, log)
+    log.finish()
+    return ValidationReport(manifest=str(res.path), problems=list(log.problems), warnings=list(log.warnings),
+                            summary=_summary(res, slides, meds))
+
+
+# ---- slides -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SlideInfo:
+    """What one slide feature file holds (from its header and a bounded sample of rows)."""
+
+    ref: SlideRef
+    layout: str  # trident | clam_h5 | stamp | pt | npy | safetensors
+    n_patches: int
+    dim: int
+    encoder: str | None = None
+    patch_size_level0: int | None = None
+    has_coords: bool = True
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, np.bytes_)):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _check_matrix(ref: SlideRef, key: str, shape: tuple[int, ...], dtype: Any, sample: Any,
+                  out: list[Problem]) -> bool:
+    """Shape / dtype / finite checks of a feature matrix; ``sample(lo, hi)`` reads rows lo..hi. True when usable."""
+    file, pid = str(ref.path), ref.patient_id
+    if len(shape) != 2:
+        hint = "this looks like a slide-level embedding; give the patch features" if len(shape) == 1 else None
+        out.append(Problem(f"features must be 2-D (patches, dim), got shape {tuple(shape)}", file=file,
+                           patient=pid, field=key, hint=hint))
+        return False
+    if np.dtype(dtype).kind not in "fiu":
+        out.append(Problem(f"features must be numeric, got dtype {dtype}", file=file, patient=pid, field=key))
+        return False
+    n = int(shape[0])
+    if n == 0:
+        out.append(Problem("empty patch bag (0 patches)", file=file, patient=pid, field=key,
+                           hint="the slide yielded no tissue patches; drop it from the slide list"))
+        return False
+    half = MAX_SAMPLE_ROWS // 2
+    blocks = [(0, min(n, half))] + ([(max(half, n - half), n)] if n > half else [])
+    for lo, hi in blocks:
+        rows = np.asarray(sample(lo, hi))
+        if rows.dtype.kind == "f" and not np.isfinite(rows).all():
+            bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+            out.append(Problem(f"features contain NaN/inf (e.g. patch row {lo + int(bad[0])})", file=file,
+                               patient=pid, field=key, hint="re-extract the slide; NaN features poison training"))
+            return False
+    return True
+
+
+def _inspect_h5(ref: SlideRef, out: list[Problem]) -> SlideInfo | None:
+    import h5py
+
+    file, pid = str(ref.path), ref.patient_id
+    with h5py.File(ref.path, "r") as f:
+        key = "features" if "features" in f else "feats" if "feats" in f else None
+        if key is None or not isinstance(f[key], h5py.Dataset):
+            out.append(Problem(f"no 'features' (TRIDENT/CLAM) or 'feats' (STAMP) dataset; keys: {sorted(f.keys())}",
+                               file=file, patient=pid, field="features",
+                               hint="give patch feature files, not patch-coordinate files"))
+            return None
+        ds = f[key]
+        ok = _check_matrix(ref, key, ds.shape, ds.dtype, lambda lo, hi: ds[lo:hi], out)
+        encoder = _text(ds.attrs.get("encoder")) or _text(f.attrs.get("encoder"))
+        ps0 = None
+        if "coords" in f:
+            coords = f["coords"]
+            ps = coords.attrs.get("patch_size_level0")
+            ps0 = None if ps is None else int(ps)
+            if len(ds.shape) >= 1 and tuple(coords.shape) != (ds.shape[0], 2):
+                out.append(Problem(f"coords shape {tuple(coords.shape)} does not match features "
+                                   f"{tuple(ds.shape)}; expected ({ds.shape[0]}, 2)", file=file, patient=pid,
+                                   field="coords", hint="one (x, y) level-0 top-left corner per patch"))
+                ok = False
+        if not ok:
+            return None
+        layout = "stamp" if key == "feats" else "trident" if (ps0 is not None or encoder) else "clam_h5"
+        return SlideInfo(ref, layout, int(ds.shape[0]), int(ds.shape[1]), encoder, ps0, "coords" in f)
+
+
+def _inspect_pt(ref: SlideRef, out: list[Problem]) -> SlideInfo | None:
+    import torch
+
+    obj = torch.load(ref.path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict):
+        obj = obj.get("features", obj.get("feats"))
+    if not isinstance(obj, torch.Tensor):
+        out.append(Problem("a .pt slide file must hold a tensor (or a dict with 'features')", file=str(ref.path),
+                           patient=ref.patient_id, field="features", hint="torch.save(features_tensor, path)"))
+        return None
+    arr = obj.detach().float().numpy() if obj.is_floating_point() else obj.numpy()
+    if not _check_matrix(ref, "features", tuple(arr.shape), arr.dtype, lambda lo, hi: arr[lo:hi], out):
+        return None
+    return SlideInfo(ref, "pt", int(arr.shape[0]), int(arr.shape[1]))
+
+
+def _inspect_npy(ref: SlideRef, out: list[Problem]) -> SlideInfo | None:
+    arr = np.load(ref.path, mmap_mode="r", allow_pickle=False)
+    if not _check_matrix(ref, "features", tuple(arr.shape), arr.dtype, lambda lo, hi: arr[lo:hi], out):
+        return None
+    return SlideInfo(ref, "npy", int(arr.shape[0]), int(arr.shape[1]))
+
+
+def _inspect_safetensors(ref: SlideRef, out: list[Problem]) -> SlideInfo | None:
+    from safetensors import safe_open
+
+    with safe_open(str(ref.path), framework="numpy") as f:
+        keys = list(f.keys())
+        if "features" not in keys:
+            out.append(Problem(f"no 'features' tensor; keys: {keys}", file=str(ref.path), patient=ref.patient_id,
+                               field="features"))
+            return None
+        sl = f.get_slice("features")
+        shape = tuple(sl.get_shape())
+        dtype = np.float32 if "F" in sl.get_dtype() else np.int64
+        ok = _check_matrix(ref, "features", shape, dtype, lambda lo, hi: sl[lo:hi], out)
+        if ok and "coords" in keys and tuple(f.get_slice("coords").get_shape()) != (shape[0], 2):
+            out.append(Problem(f"coords shape {tuple(f.get_slice('coords').get_shape())} does not match features "
+                               f"{shape}", file=str(ref.path), patient=ref.patient_id, field="coords"))
+            ok = False
+        encoder = (f.metadata() or {}).get("encoder")
+    return SlideInfo(ref, "safetensors", int(shape[0]), int(shape[1]), encoder) if ok else None
+
+
+_INSPECTORS = {".h5": _inspect_h5, ".hdf5": _inspect_h5, ".pt": _inspect_pt, ".pth": _inspect_pt,
+               ".npy": _inspect_npy, ".safetensors": _inspect_safetensors}
+_BY_FORMAT = {"trident": _inspect_h5, "clam_h5": _inspect_h5, "stamp": _inspect_h5, "pt": _inspect_pt,
+              "npy": _inspect_npy, "safetensors": _inspect_safetensors}
+
+
+def inspect_slide(ref: SlideRef) -> tuple[SlideInfo | None, list[Problem]]:
+    """Open one slide feature file and check it; returns its info (None when unusable) and its problems."""
+    out: list[Problem] = []
+    fn = _BY_FORMAT.get(ref.format) or _INSPECTORS.get(ref.path.suffix.lower())
+    if fn is None:
+        return None, [Problem(f"unsupported slide file type {ref.path.suffix!r}", file=str(ref.path),
+                              patient=ref.patient_id, field="path")]
+    try:
+        return fn(ref, out), out
+    except Exception as exc:  # h5py raises OSError on truncated files; torch/numpy/safetensors raise their own
+        hint = "the file is truncated or not a valid {} file; re-extract or re-copy it".format(
+            {"pt": ".pt", "npy": ".npy", "safetensors": ".safetensors"}.get(ref.format, "HDF5"))
+        if fn is _inspect_pt:
+            hint += " (only plain tensors load with torch.load(weights_only=True))"
+        out.append(Problem(f"unreadable slide file: {type(exc).__name__}: {exc}", file=str(ref.path),
+                           patient=ref.patient_id, field="features", hint=hint))
+        return None, out
+
+
+def _check_slides(res: ResolvedManifest, log: ProblemLog) -> dict[str, list[SlideInfo]]:
+    found: dict[str, list[SlideInfo]] = {}
+    for name, src in res.sources.items():
+        if not isinstance(src, SlideSource):
+            continue
+        infos: list[SlideInfo] = []
+        for refs in src.slides.values():
+            for ref in refs:
+                info, probs = inspect_slide(ref)
+                for p in probs:
+                    kind = re.sub(r"[\d(\[{].*", "", p.message).strip()
+                    log.error(p.message, file=p.file, patient=p.patient, field=p.field, hint=p.hint,
+                              group=f"slide {p.field}: {kind}")
+                if info is None:
+                    continue
+                infos.append(info)
+                if info.layout in ("trident", "clam_h5", "stamp") and not info.has_coords:
+                    log.warn("no 'coords' dataset: patch positions are unknown (no 2-D positions, no heatmaps)",
+                             file=ref.path, patient=ref.patient_id, field="coords", group="slide without coords")
+        _check_dims(infos, log, name)
+        _check_encoders(infos, log)
+        found[name] = infos
+    return found
+
+
+def _check_dims(infos: list[SlideInfo], log: ProblemLog, modality: str) -> None:
+    by_patient: dict[str, list[SlideInfo]] = collections.defaultdict(list)
+    for info in infos:
+        by_patient[info.ref.patient_id].append(info)
+    consistent: list[SlideInfo] = []
+    for pid, items in by_patient.items():
+        first = items[0]
+        odd = [i for i in items if i.dim != first.dim]
+        for i in odd:
+            log.error(f"feature dim {i.dim} differs from this patient's other slide {first.ref.path.name} "
+                      f"(dim {first.dim})", file=i.ref.path, patient=pid, field="features",
+                      hint="all slides of a cohort must come from one patch encoder", group="dim within patient")
+        if not odd:
+            consistent.extend(items)
+    dims = collections.Counter(i.dim for i in consistent)
+    if len(dims) > 1:
+        major = dims.most_common(1)[0][0]
+        for i in consistent:
+            if i.dim != major:
+                log.error(f"feature dim {i.dim} differs from the cohort's dim {major} ({dims[major]} slides, "
+                          f"modality {modality!r})", file=i.ref.path, patient=i.ref.patient_id, field="features",
+                          hint="all slides of a cohort must come from one patch encoder", group="dim across cohort")
+
+
+def _check_encoders(infos: list[SlideInfo], log: ProblemLog) -> None:
+    encoders = collections.Counter(i.encoder for i in infos if i.encoder)
+    if len(encoders) <= 1:
+        return
+    major = encoders.most_common(1)[0][0]
+    for i in infos:
+        if i.encoder and i.encoder != major:
+            log.error(f"encoder {i.encoder!r} differs from the cohort's {major!r} ({encoders[major]} slides); "
+                      f"encoders found: {dict(encoders)}", file=i.ref.path, patient=i.ref.patient_id,
+                      field="encoder", hint="features of different encoders live in different spaces; "
+                      "re-extract every slide with one encoder", group="mixed encoders")
+
+
+# ---- MEDS -------------------------------------------------------------------------------------------------------
+def _check_meds(res: ResolvedManifest, log: ProblemLog) -> dict[str, dict[str, Any]]:
+    stats: dict[str, dict[str, Any]] = {}
+    for name, src in res.sources.items():
+        if not isinstance(src, MedsSource) or not (src.root / "data").is_dir():
+            continue
+        bad = res.bad_meds_files.get(name, set())
+        files = [f for f in sorted((src.root / "data").rglob("*.parquet")) if f not in bad]
+        patient_of = {sid: pid for pid, sid in src.subject_ids.items()}
+        st: dict[str, Any] = {"files": len(files) + len(bad), "rows": 0, "events_after_prediction_time": 0}
+        owner: dict[int, Path] = {}
+        for f in files:
+            st["rows"] += _check_meds_order(f, patient_of, owner, log)
+        _check_meds_codes(src.root, files, log)
+        st["events_after_prediction_time"] = _events_after_prediction(res, src, files, log)
+        stats[name] = st
+    return stats
+
+
+def _check_meds_order(path: Path, patient_of: dict[int, str], owner: dict[int, Path], log: ProblemLog) -> int:
+    """Rows must be sorted by (subject_id, time), null times first within a subject. Returns the row count.
+
+    Reads the two columns batch by batch, so memory stays bounded for large shards.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lowest = np.iinfo(np.int64).min
+    unsorted: dict[int, None] = {}
+    subjects: set[int] = set()
+    n_rows, n_null = 0, 0
+    last: tuple[int, int] | None = None
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=MEDS_BATCH_ROWS, columns=["subject_id", "time"]):
+            sid_col = batch.column(0)
+            n_null += sid_col.null_count
+            sid = sid_col.fill_null(lowest).to_numpy(zero_copy_only=False)
+            t = batch.column(1).cast(pa.int64()).fill_null(lowest).to_numpy(zero_copy_only=False)
+            if last is not None:
+                sid, t = np.concatenate([[last[0]], sid]), np.concatenate([[last[1]], t])
+            if len(sid) > 1:
+                down = np.flatnonzero((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1])))
+                unsorted.update(dict.fromkeys(int(sid[i + 1]) for i in down))
+            subjects.update(np.unique(sid).tolist())
+            n_rows += batch.num_rows
+            last = (int(sid[-1]), int(t[-1])) if len(sid) else last
+    except Exception as exc:  # a footer that reads but data pages that do not
+        log.error(f"cannot read MEDS shard: {type(exc).__name__}: {exc}", file=path, field="subject_id")
+        return 0
+    if n_null:
+        log.error(f"{n_null} row(s) with a null subject_id", file=path, field="subject_id",
+                  hint="MEDS subject_id is not nullable")
+    for s in unsorted:
+        log.error(f"rows of subject_id {s} are not sorted by (subject_id, time) (null times first)",
+                  file=path, patient=patient_of.get(s), field="time",
+                  hint="sort each shard by subject_id then time before writing (polars 2 does not keep order)",
+                  group="MEDS unsorted")
+    for s in sorted(subjects - {int(lowest)}):
+        if s in owner and owner[s] != path:
+            log.warn(f"subject_id {s} has rows in two shards ({owner[s].name} and {path.name})", file=path,
+                     patient=patient_of.get(s), field="subject_id",
+                     hint="MEDS keeps each subject in exactly one shard", group="MEDS subject in two shards")
+        owner.setdefault(s, path)
+    return n_rows
+
+
+def _check_meds_codes(root: Path, files: list[Path], log: ProblemLog) -> None:
+    import polars as pl
+
+    codes_file = root / "metadata" / "codes.parquet"
+    if not codes_file.is_file():
+        log.warn("MEDS metadata/codes.parquet is missing", file=codes_file, field="code",
+                 hint="MEDS 0.4 lists every code (with descriptions) there")
+        return
+    if not files:
+        return
+    try:
+        listed = pl.scan_parquet(str(codes_file)).select(pl.col("code").cast(pl.String)).unique()
+        used = pl.scan_parquet([str(f) for f in files]).select(pl.col("code").cast(pl.String)).unique()
+        missing = used.join(listed, on="code", how="anti").collect()["code"].to_list()
+    except Exception as exc:  # a codes file without a 'code' column, etc.
+        log.warn(f"cannot read MEDS codes metadata: {type(exc).__name__}: {exc}", file=codes_file, field="code")
+        return
+    if missing:
+        log.warn(f"{len(missing)} code(s) used in data/ are not listed in codes.parquet, e.g. {sorted(missing)[:3]}",
+                 file=codes_file, field="code")
+
+
+def _events_after_prediction(res: ResolvedManifest, src: MedsSource, files: list[Path], log: ProblemLog) -> int:
+    """Count events dated after each patient's prediction time (the EHR adapter drops them): a warning."""
+    import polars as pl
+
+    if res.patients is None or not src.subject_ids or not files:
+        return 0
+    if "prediction_time" not in res.patients.columns:
+        log.warn("no patients.prediction_time declared: EHR events are not restricted to before the index date",
+                 file=res.path, field="patients.prediction_time",
+                 hint="declare the index date so that no event after it leaks into the model")
+        return 0
+    pts = res.patients["prediction_time"]
+    pairs = [(sid, pts[pid]) for pid, sid in src.subject_ids.items() if pid in pts.index and not _isnat(pts[pid])]
+    if not pairs:
+        return 0
+    frame = pl.DataFrame({"subject_id": [p[0] for p in pairs], "prediction_time": [p[1] for p in pairs]},
+                         schema={"subject_id": pl.Int64, "prediction_time": pl.Datetime("us")})
+    try:
+        counts = (
+            pl.scan_parquet([str(f) for f in files])
+            .select(pl.col("subject_id"), pl.col("time").cast(pl.Datetime("us")))
+            .join(frame.lazy(), on="subject_id", how="inner")
+            .filter(pl.col("time") > pl.col("prediction_time"))
+            .group_by("subject_id").agg(pl.len().alias("n"))
+            .sort("subject_id")
+            .collect()
+        )
+    except Exception as exc:  # mismatched shard schemas are reported elsewhere
+        log.warn(f"cannot compare MEDS times with prediction times: {type(exc).__name__}: {exc}",
+                 file=src.root / "data", field="time")
+        return 0
+    if not counts.height:
+        return 0
+    patient_of = {sid: pid for pid, sid in src.subject_ids.items()}
+    col = res.spec.patients.prediction_time if res.spec is not None else "prediction_time"
+    total = int(counts["n"].sum())
+    top = counts.sort("n", descending=True).head(5).iter_rows()
+    examples = ", ".join(f"{patient_of.get(sid, sid)} ({n})" for sid, n in top)
+    # one line for the cohort: post-index events are normal in raw EHR extracts; the adapter drops them
+    log.warn(f"{total} EHR event(s) after the prediction time for {counts.height} patient(s), most: {examples} "
+             f"(the EHR adapter drops them)", file=src.root / "data",
+             patient=patient_of.get(counts["subject_id"][0]) if counts.height == 1 else None, field=col,
+             hint="only events with time <= prediction_time (and static rows) are used")
+    return total
+
+
+def _isnat(value: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+# ---- omics ------------------------------------------------------------------------------------------------------
+def _check_expression(res: ResolvedManifest, log: ProblemLog) -> None:
+    import h5py
+
+    for src in res.sources.values():
+        if not isinstance(src, OmicsSource) or src.expression is None:
+            continue
+        try:
+            with h5py.File(src.expression, "r") as f:
+                has_counts = "layers" in f and "counts" in f["layers"]
+        except OSError:
+            continue  # already reported by loading
+        if not has_counts:
+            log.warn("AnnData has no layers['counts'] (raw counts); X is used as given", file=src.expression,
+                     field="layers.counts",
+                     hint="keep raw counts in adata.layers['counts'] so normalisation is fitted the same way")
+
+
+# ---- coverage and summary ---------------------------------------------------------------------------------------
+def _check_coverage(res: ResolvedManifest, log: ProblemLog) -> None:
+    if res.patients is None or res.spec is None:
+        return
+    if not res.spec.modalities:
+        log.warn("the manifest declares no modality", file=res.path, field="modalities")
+        return
+    covered: set[str] = set()
+    for src in res.sources.values():
+        covered |= src.patients()
+    for pid in res.patients.index:
+        if pid not in covered:
+            log.warn("patient has no data in any modality", file=res.patients_file, patient=pid,
+                     field="modalities", hint="the model will see only missing-modality tokens",
+                     group="no modality")
+
+
+def _check_split_coverage(res: ResolvedManifest, log: ProblemLog) -> None:
+    if not res.splits or res.patients is None:
+        return
+    for fold in res.splits:
+        left = set(res.patients.index) - set(fold.train) - set(fold.val) - set(fold.test)
+        if left:
+            log.warn(f"fold {fold.index}: {len(left)} patient(s) are in no part of the split, e.g. {sorted(left)[:3]}",
+                     file=res.path, field="splits.files")
+
+
+def _summary(res: ResolvedManifest, slides: dict[str, list[SlideInfo]],
+             meds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"manifest": str(res.path)}
+    if res.spec is not None:
+        out["name"] = res.spec.name
+        out["time_unit"] = res.spec.patients.time_unit
+    p = res.patients
+    if p is not None:
+        n = len(p)
+        out["n_patients"] = n
+        if not p["event"].isna().all():
+            out["n_events"] = int(p["event"].sum())
+        if n:
+            out["median_time"] = float(p["time"].median())
+        if "treatment" in p.columns and res.treatment_arms:
+            counts = p["treatment"].value_counts()
+            out["treatment_arms"] = {a: int(counts.get(i, 0)) for i, a in enumerate(res.treatment_arms)}
+        if "response" in p.columns:
+            vc = p["response"].value_counts(dropna=False)
+            out["response"] = {("NA" if _isnat(k) else str(int(k))): int(v) for k, v in vc.items()}
+    mods: dict[str, Any] = {}
+    for name, src in res.sources.items():
+        have = src.patients() & set(p.index) if p is not None else src.patients()
+        entry: dict[str, Any] = {"type": src.kind, "patients": len(have)}
+        if p is not None and len(p):
+            entry["coverage"] = round(len(have) / len(p), 4)
+        if name in slides:
+            infos = slides[name]
+            entry["slides"] = sum(len(r) for r in src.slides.values()) if isinstance(src, SlideSource) else 0
+            entry["encoders"] = sorted({i.encoder for i in infos if i.encoder})
+            entry["feature_dims"] = sorted({i.dim for i in infos})
+            entry["layouts"] = sorted({i.layout for i in infos})
+            if infos:
+                entry["patches_per_slide"] = {"min": min(i.n_patches for i in infos),
+                                              "median": float(np.median([i.n_patches for i in infos])),
+                                              "max": max(i.n_patches for i in infos)}
+        if name in meds:
+            entry.update(meds[name])
+        mods[name] = entry
+    out["modalities"] = mods
+    out["encoders"] = sorted({e for m in mods.values() for e in m.get("encoders", [])})
+    out["feature_dims"] = sorted({d for m in mods.values() for d in m.get("feature_dims", [])})
+    out["events_after_prediction_time"] = sum(int(m.get("events_after_prediction_time", 0)) for m in mods.values())
+    if res.splits is not None:
+        out["folds"] = len(res.splits)
+    out["n_problems"] = len(res.log.problems)
+    out["n_warnings"] = len(res.log.warnings)
+    return out

@@ -1,0 +1,5 @@
+import sys
+
+from multimodal.cli.main import main
+
+sys.exit(main())

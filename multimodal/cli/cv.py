@@ -1,0 +1,34 @@
+"""``multimodal cv CONFIG --out RUN``: cross-validated study with baselines and ablations on identical folds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from multimodal.cli.common import add_common, add_config_args, echo
+
+EXAMPLE = """example:
+  multimodal cv configs/demo.yaml --out runs/demo --set training.epochs=10
+  multimodal cv configs/tcga_blca.yaml --out runs/blca --set data.root=../shared/data
+  (re-running the same command resumes: finished folds are kept)"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cv", help="cross-validated study: our model vs baselines on the same folds",
+                       description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--out", type=Path, required=True, help="run directory (predictions.parquet, summary.json, ...)")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from multimodal.experiment import load_experiment
+    from multimodal.study import Study, summary_markdown
+
+    cfg = load_experiment(args.config, args.overrides)
+    summary = Study(cfg).run(args.out, overwrite=args.overwrite, progress=echo)
+    echo("")
+    echo(summary_markdown(summary))
+    echo(f"outputs: {args.out}/summary.json, {args.out}/summary.md, {args.out}/predictions.parquet")
+    return 0

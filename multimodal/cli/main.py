@@ -1,0 +1,77 @@
+"""The ``multimodal`` console script: one subcommand per module in :mod:`multimodal.cli`.
+
+Each command module exports ``register(subparsers)`` (adds its parser, with an example in its epilog) and
+``run(args) -> int``. Exit codes: 0 ok, 1 failure, 2 bad input or usage. Tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from multimodal.errors import InputError, MultimodalError
+
+COMMANDS = ("synth", "validate", "train", "cv", "predict", "explain", "report", "cohort_report", "env")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multimodal",
+        description="Multimodal precision-medicine models: slides + genomics + EHR -> survival and response.",
+        epilog="Exit codes: 0 ok, 1 failure, 2 bad input or usage. Run 'multimodal COMMAND --help' for examples.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"multimodal.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"multimodal.cli.{name}":
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MultimodalError as exc:
+        if debug:
+            raise
+        kind = "error" if isinstance(exc, InputError) else "failed"
+        print(f"multimodal {args.command}: {kind}: {exc}", file=sys.stderr)
+        if not debug:
+            print("(run with --debug for a traceback)", file=sys.stderr) if not isinstance(exc, InputError) else None
+        return exc.exit_code
+    except Exception as exc:  # an unexpected failure: still no bare traceback unless --debug
+        if debug:
+            raise
+        print(f"multimodal {args.command}: failed: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

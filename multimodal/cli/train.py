@@ -1,0 +1,29 @@
+"""``multimodal train CONFIG --out PIPELINE_DIR``: fit adapters + model on all training patients and save a pipeline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from multimodal.cli.common import add_common, add_config_args, echo
+
+EXAMPLE = """example:
+  multimodal train configs/demo.yaml --out pipelines/demo
+  multimodal predict --pipeline pipelines/demo --manifest demo_out/cohort/manifest.yaml --out preds.parquet"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train on all patients and save a pipeline", description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--out", type=Path, required=True, help="pipeline directory to write")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from multimodal.api import train_pipeline
+
+    pipe_dir = train_pipeline(args.config, args.out, overrides=args.overrides, overwrite=args.overwrite, progress=echo)
+    echo(f"pipeline saved: {pipe_dir} (model card: {pipe_dir}/MODEL_CARD.md)")
+    return 0

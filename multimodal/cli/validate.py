@@ -1,0 +1,80 @@
+"""``multimodal validate MANIFEST``: check a cohort and list every problem at once (exit 2 when invalid)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from multimodal.errors import Problem
+
+EPILOG = """\
+example:
+  multimodal validate cohort/manifest.yaml
+  multimodal validate cohort/manifest.yaml --json validation.json
+
+Each problem is printed on one line: file, patient, field, message (hint).
+Exit codes: 0 valid (warnings allowed), 2 invalid.
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "validate",
+        help="check a cohort manifest and every file it names; list all problems",
+        description="Check a cohort manifest, its patient table and every modality source (slide feature files, "
+                    "omics, MEDS, clinical table, split files). Reports every problem at once.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("manifest", metavar="MANIFEST", help="the cohort manifest YAML")
+    p.add_argument("--json", metavar="OUT", default=None, help="also write the full report as JSON to OUT")
+    p.set_defaults(func=run)
+
+
+def format_problem(p: Problem, kind: str = "problem") -> str:
+    """One line: ``problem: file F | patient P | field X | message (hint: H)``."""
+    parts = [f"file {p.file}" if p.file else "file -", f"patient {p.patient}" if p.patient else "patient -",
+             f"field {p.field}" if p.field else "field -", p.message]
+    line = f"{kind}: " + " | ".join(parts)
+    return line + (f" (hint: {p.hint})" if p.hint else "")
+
+
+def render_summary(summary: dict[str, Any]) -> list[str]:
+    name = summary.get("name")
+    lines = [f"cohort {name!r} ({summary.get('manifest')})" if name else f"manifest {summary.get('manifest')}"]
+    if "n_patients" in summary:
+        lines.append(f"  patients: {summary['n_patients']}, events: {summary.get('n_events', '?')}, "
+                     f"median time: {summary.get('median_time', float('nan')):.4g} {summary.get('time_unit', '')}")
+    if "treatment_arms" in summary:
+        lines.append(f"  treatment arms: {summary['treatment_arms']}")
+    if "response" in summary:
+        lines.append(f"  response: {summary['response']}")
+    for name, m in summary.get("modalities", {}).items():
+        extra = []
+        if "slides" in m:
+            extra.append(f"{m['slides']} slides, encoders {m.get('encoders') or '-'}, dims {m.get('feature_dims')}")
+        if "rows" in m:
+            extra.append(f"{m['rows']} events in {m.get('files', 0)} shard(s), "
+                         f"{m.get('events_after_prediction_time', 0)} after prediction time")
+        cov = f" ({100 * m['coverage']:.0f}%)" if "coverage" in m else ""
+        lines.append(f"  {name} [{m['type']}]: {m['patients']} patients{cov}" + (f"; {'; '.join(extra)}" if extra
+                                                                                  else ""))
+    if "folds" in summary:
+        lines.append(f"  external folds: {summary['folds']}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from multimodal.cohorts.validate import validate_manifest
+    from multimodal.io import write_json_atomic
+
+    report = validate_manifest(args.manifest)
+    lines = render_summary(report.summary)
+    lines += [format_problem(p) for p in report.problems]
+    lines += [format_problem(w, "warning") for w in report.warnings]
+    verdict = "VALID" if report.ok else "INVALID"
+    lines.append(f"{verdict}: {len(report.problems)} problem(s), {len(report.warnings)} warning(s)")
+    print("\n".join(lines))
+    if args.json:
+        write_json_atomic(args.json, report.to_dict())
+    return 0 if report.ok else 2

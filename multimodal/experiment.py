@@ -1,0 +1,136 @@
+"""The experiment configuration tree: one YAML file ↔ one typed, frozen :class:`ExperimentConfig`.
+
+Sections: ``data`` (where the cohort comes from), ``adapters`` (one optional section per modality; a modality is used
+when its section is present), ``model``, ``training``, ``evaluation``. Unknown keys are errors with a did-you-mean;
+``--set a.b=value`` overrides must name existing fields and are type-checked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from multimodal.config import apply_overrides, from_dict, load_yaml
+from multimodal.errors import ConfigError, InputError
+from multimodal.pipeline import ModelConfig
+from multimodal.training import TrainingConfig
+
+
+def _adapter_config(module: str, name: str) -> type:
+    for mod in (f"multimodal.adapters.{module}", "multimodal.adapters.clinical"):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(m, name):
+            return getattr(m, name)
+    msg = f"adapter config {name} not found"
+    raise ImportError(msg)
+
+
+PathologyAdapterConfig = _adapter_config("pathology", "PathologyAdapterConfig")
+GenomicsAdapterConfig = _adapter_config("genomics", "GenomicsAdapterConfig")
+EHRAdapterConfig = _adapter_config("ehr", "EHRAdapterConfig")
+ClinicalAdapterConfig = _adapter_config("ehr", "ClinicalAdapterConfig")
+
+
+@dataclass(frozen=True)
+class AdaptersConfig:
+    """One optional section per modality; the section name is both the modality and the registered adapter."""
+
+    pathology: PathologyAdapterConfig | None = None  # type: ignore[valid-type]
+    genomics: GenomicsAdapterConfig | None = None  # type: ignore[valid-type]
+    ehr: EHRAdapterConfig | None = None  # type: ignore[valid-type]
+    clinical: ClinicalAdapterConfig | None = None  # type: ignore[valid-type]
+
+    def enabled(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the cohort comes from: a manifest, or a TCGA table layout under ``root`` with a cohort name."""
+
+    layout: Literal["manifest", "tcga"] = "manifest"
+    manifest: str | None = None
+    root: str | None = None
+    cohort: str | None = None
+    splits: Literal["auto", "kfold", "porpoise", "mmp"] = "auto"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Cross-validation protocol: folds, metrics, baselines and ablations on identical folds."""
+
+    folds: int = 5
+    max_folds: int = 0
+    split_seed: int = 0
+    horizons: tuple[float, ...] = ()
+    calibration_horizon: float | None = None
+    bootstrap: int = 200
+    baselines: tuple[str, ...] = ("coxph_clinical", "coxnet", "rsf")
+    ablations: bool = True
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    task: Literal["survival", "response", "both"] = "survival"
+    data: DataConfig = field(default_factory=DataConfig)
+    adapters: AdaptersConfig = field(default_factory=AdaptersConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Load an experiment YAML and apply ``--set`` overrides."""
+    data = load_yaml(path)
+    cfg = from_dict(ExperimentConfig, data, _file=str(path))
+    cfg = apply_overrides(cfg, overrides)
+    if not cfg.adapters.enabled():
+        raise ConfigError("no modality enabled", file=path, field="adapters",
+                          hint="add at least one of: pathology, genomics, ehr, clinical")
+    return cfg
+
+
+def load_cohort(data: DataConfig, *, base: Path | None = None):  # -> Cohort
+    """The cohort named by the ``data`` section."""
+    from multimodal.cohorts.cohort import Cohort
+
+    def resolve(p: str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() or base is None else (base / q)
+
+    if data.layout == "manifest":
+        if not data.manifest:
+            raise ConfigError("data.manifest is required with layout 'manifest'", field="data.manifest")
+        return Cohort.from_manifest(resolve(data.manifest))
+    if not data.root or not data.cohort:
+        raise ConfigError("data.root and data.cohort are required with layout 'tcga'", field="data.root")
+    from multimodal.cohorts.tcga import load_tcga_cohort
+
+    splits = None if data.splits == "kfold" else ("porpoise" if data.splits == "auto" else data.splits)
+    return load_tcga_cohort(resolve(data.root), data.cohort, splits=splits)
+
+
+def make_adapters(cfg: ExperimentConfig, only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Fresh (unfitted) adapters for the enabled modalities (or the subset ``only``)."""
+    from multimodal.registry import create_adapter
+
+    enabled = cfg.adapters.enabled()
+    names = list(only) if only is not None else list(enabled)
+    out = {}
+    for name in names:
+        if name not in enabled:
+            raise InputError(f"modality {name!r} is not enabled in adapters", field="adapters")
+        ad_cfg = enabled[name]
+        from multimodal.registry import ADAPTERS, _load_builtin
+
+        _load_builtin()
+        out[name] = ADAPTERS.get(name)(ad_cfg)
+    return out

@@ -1,0 +1,77 @@
+"""``RiskResult``: everything a per-patient report shows, as plain JSON-serializable data (versioned).
+
+Computation (:mod:`multimodal.explain.risk`) fills it; renderers (:mod:`multimodal.report`) only read it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RISK_RESULT_VERSION = 1
+
+INTENDED_USE = (
+    "Research use only. Estimates survival risk and treatment-response probability from pathology slide embeddings, "
+    "genomics and structured EHR for patients resembling the training cohort. Not a medical device; not for "
+    "clinical decision making."
+)
+CAVEATS = (
+    "Attributions describe what this model relied on; they are not causal and do not show what would change the "
+    "patient's outcome.",
+    "Uncertainty bands reflect model (dropout) uncertainty around this prediction, not a calibrated confidence "
+    "interval of the patient's true risk.",
+    "Performance figures come from cross-validation on the training cohort; other sites, scanners or populations may "
+    "differ.",
+)
+
+
+@dataclass
+class RiskResult:
+    patient: dict[str, Any]  # pseudonym, data_cutoff, arm
+    model: dict[str, Any]  # name, version, hash, cohort, task, time_unit, n_train
+    inputs_used: list[str]
+    inputs_missing: list[str]
+    risk_score: float
+    percentile: float | None = None
+    risk_group: str | None = None
+    survival: dict[str, Any] | None = None  # times, survival, lower, upper
+    risks_at_horizons: list[dict[str, Any]] = field(default_factory=list)
+    response: list[dict[str, Any]] = field(default_factory=list)  # per arm: arm, probability, lower, upper
+    modality_contributions: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+    completeness: dict[str, float] = field(default_factory=dict)
+    intended_use: str = INTENDED_USE
+    caveats: list[str] = field(default_factory=lambda: list(CAVEATS))
+    limitations: list[str] = field(default_factory=list)
+    schema_version: int = RISK_RESULT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_default)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RiskResult:
+        version = d.get("schema_version")
+        if version != RISK_RESULT_VERSION:
+            msg = f"RiskResult.schema_version: expected {RISK_RESULT_VERSION}, got {version!r}"
+            raise ValueError(msg)
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RiskResult:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)

@@ -1,0 +1,225 @@
+"""``MultimodalModel``: per-modality encoders → latent cross-attention fusion → survival / response heads.
+
+One forward serves training, prediction and explanation. It takes a :class:`~multimodal.types.Batch` and returns a
+:class:`MultimodalOutput`; the loss is included when the batch carries targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from multimodal.model.configuration import MultimodalConfig
+from multimodal.model.encoders import build_encoder
+from multimodal.registry import FUSION, HEADS
+from multimodal.types import Batch, TokenStream
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class MultimodalOutput:
+    """What the model returns. ``risk`` is always set (higher = worse); per-arm fields when the model has arms."""
+
+    risk: Tensor
+    fused: Tensor
+    hazards: Tensor | None = None
+    survival: Tensor | None = None
+    log_hz: Tensor | None = None
+    response_logits: Tensor | None = None
+    response_prob: Tensor | None = None
+    risk_per_arm: Tensor | None = None
+    survival_per_arm: Tensor | None = None
+    response_prob_per_arm: Tensor | None = None
+    present: dict[str, Tensor] = field(default_factory=dict)
+    loss: Tensor | None = None
+    losses: dict[str, Tensor] = field(default_factory=dict)
+
+
+class MultimodalPreTrainedModel(PreTrainedModel):
+    config_class = MultimodalConfig
+    config: MultimodalConfig
+    base_model_prefix = "multimodal"
+    main_input_name = "batch"
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class MultimodalModel(MultimodalPreTrainedModel):
+    def __init__(self, config: MultimodalConfig) -> None:
+        super().__init__(config)
+        config.validate_architecture()
+        if not config.streams:
+            msg = "MultimodalConfig.streams: expected at least one modality stream, got none"
+            raise ValueError(msg)
+        d = config.d_model
+        self.specs = {s["modality"]: dict(s) for s in config.streams}
+        self.modalities = list(self.specs)
+        self.encoders = nn.ModuleDict(
+            {m: build_encoder(s, d, config.slot_hidden, config.max_slides) for m, s in self.specs.items()}
+        )
+        self.modality_emb = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, d)) for m in self.modalities})
+        self.missing_tokens = nn.ParameterDict({m: nn.Parameter(torch.randn(1, 1, d) * 0.02) for m in self.modalities})
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.latents = nn.Parameter(torch.randn(1, config.num_latents, d) * 0.02)
+        self.fusion = FUSION.get(config.fusion)(
+            d_model=d, num_heads=config.num_heads, depth=config.depth, ffn_mult=config.ffn_mult,
+            dropout=config.dropout, cross_layers=config.cross_layers, cross_queries=config.cross_queries,
+        )
+        self.arm_emb = nn.Embedding(config.num_arms, d) if config.num_arms > 0 else None
+        self.survival_head: nn.Module | None = None
+        if config.survival == "discrete":
+            self.survival_head = HEADS.get("discrete_survival")(
+                d_model=d, bin_edges=list(config.bin_edges or []), alpha=config.alpha, dropout=config.dropout
+            )
+        elif config.survival == "cox":
+            self.survival_head = HEADS.get("cox")(d_model=d, dropout=config.dropout)
+        self.response_head = (
+            HEADS.get("response")(d_model=d, num_classes=config.response_classes, dropout=config.dropout)
+            if config.response_classes >= 2 else None
+        )
+        self.post_init()
+
+    # ---- input side --------------------------------------------------------------------------------------------
+    def _stream_or_dummy(self, batch: Batch, m: str, device: torch.device) -> TokenStream:
+        s = batch.streams.get(m)
+        if s is not None:
+            return s
+        spec, b = self.specs[m], batch.batch_size
+        mask = torch.zeros(b, 1, dtype=torch.bool, device=device)
+        if spec["kind"] == "patches":
+            return TokenStream(m, mask, features=torch.zeros(b, 1, int(spec["feature_dim"]), device=device),
+                               positions=torch.zeros(b, 1, 2, device=device),
+                               slide_index=torch.zeros(b, 1, dtype=torch.long, device=device))
+        if spec["kind"] == "slots":
+            p = int(spec["num_slots"])
+            return TokenStream(m, torch.zeros(b, p, dtype=torch.bool, device=device),
+                               features=torch.zeros(b, p, int(spec["feature_dim"]), device=device))
+        return TokenStream(m, mask, codes=torch.zeros(b, 1, dtype=torch.long, device=device),
+                           values=torch.zeros(b, 1, device=device),
+                           value_mask=torch.zeros(b, 1, dtype=torch.bool, device=device),
+                           times=torch.zeros(b, 1, device=device))
+
+    def _modality_keep(self, present: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Modality dropout (training only): hide present modalities at random, never all of a patient's."""
+        p = self.config.modality_dropout
+        if not self.training or p <= 0 or len(present) < 2:
+            return present
+        mods = list(present)
+        pres = torch.stack([present[m] for m in mods], dim=1)  # (B, M)
+        drop = (torch.rand(pres.shape, device=pres.device) < p) & pres
+        kept = pres & ~drop
+        none_left = ~kept.any(dim=1)
+        kept[none_left] = pres[none_left]  # give patients with nothing left their original modalities back
+        return {m: kept[:, i] for i, m in enumerate(mods)}
+
+    def encode_tokens(self, batch: Batch) -> dict[str, Tensor]:
+        """Each modality's encoder output (B, N, d) — the input-side embeddings explanations attribute to."""
+        device = self.cls.device
+        return {m: self.encoders[m](self._stream_or_dummy(batch, m, device)) for m in self.modalities}
+
+    def encode(self, batch: Batch, token_overrides: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Fused representation (B, d) (the CLS token after fusion) and the per-modality presence used.
+
+        ``token_overrides[m]`` replaces modality ``m``'s encoder output (B, N, d); used by explanations that attribute
+        to token embeddings of discrete inputs (EHR codes).
+        """
+        device = self.cls.device
+        b = batch.batch_size
+        streams = {m: self._stream_or_dummy(batch, m, device) for m in self.modalities}
+        present = self._modality_keep({m: s.mask.any(dim=1) for m, s in streams.items()})
+        compact, compact_mask, patches, patch_mask = [], [], [], []
+        ones = torch.ones(b, 1, dtype=torch.bool, device=device)
+        compact.append(self.cls.expand(b, -1, -1))
+        compact_mask.append(ones)
+        compact.append(self.latents.expand(b, -1, -1))
+        compact_mask.append(ones.expand(b, self.latents.shape[1]))
+        for m in self.modalities:
+            compact.append(self.missing_tokens[m].expand(b, -1, -1))
+            compact_mask.append(~present[m].unsqueeze(1))
+        for m in self.modalities:
+            s = streams[m]
+            enc = token_overrides[m] if token_overrides and m in token_overrides else self.encoders[m](s)
+            tok = enc + self.modality_emb[m]
+            mask = s.mask & present[m].unsqueeze(1)
+            if tok.shape[1] != mask.shape[1]:  # slot encoder pads short (all-missing) streams to its slot count
+                mask = torch.nn.functional.pad(mask, (0, tok.shape[1] - mask.shape[1]), value=False)
+            if self.specs[m]["kind"] == "patches":
+                patches.append(tok)
+                patch_mask.append(mask)
+            else:
+                compact.append(tok)
+                compact_mask.append(mask)
+        x = torch.cat(compact, dim=1)
+        x_mask = torch.cat(compact_mask, dim=1)
+        if patches:
+            p = torch.cat(patches, dim=1)
+            pm = torch.cat(patch_mask, dim=1)
+        else:
+            p = torch.zeros(b, 0, x.shape[-1], device=device, dtype=x.dtype)
+            pm = torch.zeros(b, 0, dtype=torch.bool, device=device)
+        out = self.fusion(x, x_mask, p, pm, n_latent=self.latents.shape[1])
+        return out[:, 0], present
+
+    # ---- heads -------------------------------------------------------------------------------------------------
+    def _heads(self, h: Tensor) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        if self.survival_head is not None:
+            out.update(self.survival_head(h))
+        if self.response_head is not None:
+            out.update(self.response_head(h))
+        if "risk" not in out:
+            out["risk"] = torch.zeros(h.shape[0], device=h.device, dtype=h.dtype) + 0.0 * h.sum(-1)
+        return out
+
+    def forward(
+        self, batch: Batch, *, per_arm: bool = False, token_overrides: dict[str, Tensor] | None = None,
+    ) -> MultimodalOutput:
+        fused, present = self.encode(batch, token_overrides)
+        h = fused
+        if self.arm_emb is not None:
+            arm = batch.treatment if batch.treatment is not None else torch.zeros(
+                batch.batch_size, dtype=torch.long, device=fused.device)
+            h = fused + self.arm_emb(arm.to(fused.device).long())
+        heads = self._heads(h)
+        out = MultimodalOutput(
+            risk=heads["risk"], fused=fused, hazards=heads.get("hazards"), survival=heads.get("survival"),
+            log_hz=heads.get("log_hz"), response_logits=heads.get("response_logits"),
+            response_prob=heads.get("response_prob"), present=present,
+        )
+        if per_arm and self.arm_emb is not None:
+            arms = [self._heads(fused + self.arm_emb.weight[a]) for a in range(self.config.num_arms)]
+            out.risk_per_arm = torch.stack([a["risk"] for a in arms], dim=1)
+            if "survival" in arms[0]:
+                out.survival_per_arm = torch.stack([a["survival"] for a in arms], dim=1)
+            if "response_prob" in arms[0]:
+                out.response_prob_per_arm = torch.stack([a["response_prob"] for a in arms], dim=1)
+        losses: dict[str, Tensor] = {}
+        if batch.survival is not None and self.survival_head is not None:
+            losses["survival"] = self.survival_head.loss(heads, batch.survival) * self.config.survival_weight
+        if batch.response is not None and self.response_head is not None:
+            losses["response"] = self.response_head.loss(heads, batch.response) * self.config.response_weight
+        if losses:
+            total = sum(losses.values())
+            # keep every head in the graph even when a batch lacks its target (DDP: no unused parameters)
+            for v in heads.values():
+                total = total + 0.0 * v.float().sum()
+            out.loss = total
+            out.losses = losses
+        return out

@@ -1,0 +1,228 @@
+"""``Pipeline``: fitted adapters + model + study metadata, saved and loaded offline (safetensors + JSON only).
+
+Layout of a saved pipeline directory::
+
+    pipeline.json            format version, experiment config, modalities, metadata, sha256 of every file
+    model/config.json        MultimodalConfig
+    model/model.safetensors  weights
+    adapters/<modality>/adapter.json + adapter.safetensors
+    MODEL_CARD.md
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from multimodal import __version__
+from multimodal.adapters.base import Adapter
+from multimodal.cohorts.cohort import Cohort
+from multimodal.config import from_dict, to_dict
+from multimodal.data import PatientDataset
+from multimodal.errors import InputError, IntegrityError
+from multimodal.io import atomic_dir, sha256_file, write_json_atomic
+from multimodal.model import MultimodalConfig, MultimodalModel
+from multimodal.training import FitResult, TrainingConfig, fit_model, make_accelerator, predict_dataset
+
+log = logging.getLogger(__name__)
+PIPELINE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model section of the experiment YAML (maps onto :class:`MultimodalConfig`)."""
+
+    d_model: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    num_latents: int = 8
+    cross_layers: int = 1
+    cross_queries: str = "latents"
+    slot_hidden: int = 32
+    ffn_mult: int = 2
+    dropout: float = 0.1
+    modality_dropout: float = 0.15
+    fusion: str = "latent_cross_attention"
+    survival: str = "discrete"
+    num_bins: int = 4
+    alpha: float = 0.5
+    survival_weight: float = 1.0
+    response_weight: float = 1.0
+
+
+def quantile_bin_edges(time: np.ndarray, event: np.ndarray, num_bins: int) -> list[float]:
+    """Interior cut points at quantiles of the training event times (censored times if there are no events)."""
+    t = time[event] if event.any() else time
+    if num_bins <= 1 or len(t) == 0:
+        return []
+    qs = np.quantile(t, np.linspace(0, 1, num_bins + 1)[1:-1])
+    return sorted({float(q) for q in qs})
+
+
+def build_model(
+    mcfg: ModelConfig, adapters: Mapping[str, Adapter], cohort: Cohort, train_ids: Sequence[str], *, task: str,
+) -> MultimodalModel:
+    """A fresh model sized from the fitted adapters and the training outcomes."""
+    time, event = cohort.survival_arrays(train_ids)
+    streams = []
+    for a in adapters.values():
+        s = a.stream_spec()
+        streams.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in to_dict(s).items() if k != "slot_names"})
+    survival = mcfg.survival if task in ("survival", "both") else "none"
+    response_classes = cohort.response_classes if task in ("response", "both") else 0
+    config = MultimodalConfig(
+        streams=streams, d_model=mcfg.d_model, depth=mcfg.depth, num_heads=mcfg.num_heads,
+        num_latents=mcfg.num_latents, cross_layers=mcfg.cross_layers, cross_queries=mcfg.cross_queries,
+        slot_hidden=mcfg.slot_hidden, ffn_mult=mcfg.ffn_mult, dropout=mcfg.dropout,
+        modality_dropout=mcfg.modality_dropout, fusion=mcfg.fusion, survival=survival,
+        bin_edges=quantile_bin_edges(time, event, mcfg.num_bins) if survival == "discrete" else [],
+        alpha=mcfg.alpha, response_classes=response_classes, num_arms=len(cohort.treatment_arms),
+        survival_weight=mcfg.survival_weight, response_weight=mcfg.response_weight, time_unit=cohort.time_unit,
+    )
+    return MultimodalModel(config)
+
+
+@dataclass
+class Pipeline:
+    """Everything needed to predict for new patients: fitted adapters, the model and what it was trained on."""
+
+    adapters: dict[str, Adapter]
+    model: MultimodalModel
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # ---- training ------------------------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        cohort: Cohort,
+        train_ids: Sequence[str],
+        *,
+        adapters: Mapping[str, Adapter],
+        model_config: ModelConfig,
+        training: TrainingConfig,
+        val_ids: Sequence[str] | None = None,
+        task: str = "survival",
+        seed: int = 0,
+        out_dir: str | Path | None = None,
+        accelerator: Any | None = None,
+        experiment: Mapping[str, Any] | None = None,
+    ) -> tuple[Pipeline, FitResult]:
+        """Fit adapters on ``train_ids`` only, then train the model (early stopping on ``val_ids``)."""
+        torch.manual_seed(seed)
+        fitted = {m: a.fit(cohort, list(train_ids)) for m, a in adapters.items()}
+        model = build_model(model_config, fitted, cohort, train_ids, task=task)
+        train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=seed)
+        val_ds = PatientDataset(cohort, fitted, val_ids, train=False, seed=seed) if val_ids else None
+        result = fit_model(
+            model, train_ds, val_ds, training, seed=seed, out_dir=out_dir, accelerator=accelerator,
+            num_classes=max(cohort.response_classes, 2), time_unit=cohort.time_unit,
+        )
+        meta = {
+            "cohort": cohort.name,
+            "task": task,
+            "time_unit": cohort.time_unit,
+            "treatment_arms": list(cohort.treatment_arms),
+            "response_classes": cohort.response_classes,
+            "n_train": len(train_ids),
+            "n_val": len(val_ids or []),
+            "best_epoch": result.best_epoch,
+            "best_val_score": result.best_score,
+            "seed": seed,
+            "experiment": dict(experiment or {}),
+        }
+        pipe = cls(dict(fitted), model, meta)
+        if val_ids:
+            # the inner-validation risk distribution: reports place a new patient's risk against it
+            ref = pipe.predict(cohort, list(val_ids))
+            meta["reference_risks"] = sorted(float(r) for r in ref["risk"])
+        return pipe, result
+
+    # ---- prediction ----------------------------------------------------------------------------------------------
+    def bind(self, cohort: Cohort) -> Pipeline:
+        for a in self.adapters.values():
+            if a.cohort is not cohort:  # binding may index the whole cohort (EHR): do it once
+                a.bind(cohort)
+        return self
+
+    def predict(self, cohort: Cohort, patient_ids: Sequence[str] | None = None, *, batch_size: int = 8,
+                accelerator: Any | None = None) -> pd.DataFrame:
+        """Risk (higher = worse), survival per bin, response probabilities (per arm) for each patient."""
+        self.bind(cohort)
+        ids = list(patient_ids) if patient_ids is not None else cohort.patient_ids
+        unknown = [p for p in ids if p not in cohort.patients.index]
+        if unknown:
+            raise InputError(f"unknown patient id(s) {unknown[:5]}", field="patient_id")
+        ds = PatientDataset(cohort, self.adapters, ids, train=False)
+        acc = accelerator or make_accelerator(TrainingConfig())
+        return predict_dataset(self.model, ds, acc, batch_size=batch_size,
+                               num_classes=max(int(self.metadata.get("response_classes", 2)), 2),
+                               time_unit=str(self.metadata.get("time_unit", "days")))
+
+    # ---- persistence ---------------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the pipeline atomically (a temp dir renamed at the end) with a checksum of every file."""
+        with atomic_dir(directory, overwrite=overwrite) as tmp:
+            self.model.save_pretrained(tmp / "model")
+            for m, a in self.adapters.items():
+                a.save(tmp / "adapters" / m)
+            files = sorted(p for p in tmp.rglob("*") if p.is_file())
+            sums = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
+            write_json_atomic(tmp / "pipeline.json", {
+                "format": PIPELINE_FORMAT,
+                "package_version": __version__,
+                "torch_version": torch.__version__,
+                "python": platform.python_version(),
+                "modalities": list(self.adapters),
+                "metadata": self.metadata,
+                "sha256": sums,
+            })
+            from multimodal.model_card import write_model_card
+
+            write_model_card(tmp, self)
+        return Path(directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, verify: bool = True) -> Pipeline:
+        """Load a saved pipeline (offline; no code from the directory is run; checksums verified)."""
+        d = Path(directory)
+        meta_path = d / "pipeline.json"
+        if not meta_path.is_file():
+            raise InputError("not a pipeline directory (pipeline.json missing)", file=d,
+                             hint="pass the folder written by 'multimodal train'")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise IntegrityError(f"{meta_path}: unreadable ({exc})") from exc
+        if meta.get("format") != PIPELINE_FORMAT:
+            raise InputError(f"unsupported pipeline format {meta.get('format')!r}", file=meta_path, field="format")
+        if verify:
+            for rel, digest in meta.get("sha256", {}).items():
+                p = d / rel
+                if not p.is_file():
+                    raise IntegrityError(f"{p}: missing (pipeline incomplete)")
+                if sha256_file(p) != digest:
+                    raise IntegrityError(f"{p}: checksum mismatch (file truncated or modified)")
+        adapters = {m: Adapter.load(d / "adapters" / m) for m in meta["modalities"]}
+        config = MultimodalConfig.from_pretrained(str(d / "model"), local_files_only=True)
+        model = MultimodalModel(config)
+        from safetensors.torch import load_file
+
+        state = load_file(str(d / "model" / "model.safetensors"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.endswith("edges")]:
+            raise IntegrityError(f"{d}/model: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        model.eval()
+        return cls(adapters, model, meta.get("metadata", {}))
+
+
+def load_model_config(data: Mapping[str, Any]) -> ModelConfig:
+    return from_dict(ModelConfig, data)

@@ -1,0 +1,279 @@
+"""The training loop on HuggingFace Accelerate (DESIGN §7).
+
+Accelerate owns device, precision, gradient accumulation and processes. Checkpoints (``save_state``) are written
+every ``checkpoint_every`` optimizer steps and at each epoch end, together with ``progress.json``; a killed run
+resumed with the same config continues from the last checkpoint (skipping the batches already seen in that epoch)
+and ends with the same result as an uninterrupted run. Model selection uses only the inner validation split, with a
+declared rule: the epoch with the best inner-validation c-index (ties → earlier), patience ``patience``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from multimodal.data import BucketBatchSampler, Collator, PatientDataset
+from multimodal.io import write_json_atomic
+from multimodal.model import MultimodalModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation and selection settings (YAML section ``training``)."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    grad_accum: int = 1
+    mixed_precision: Literal["no", "bf16"] = "no"
+    max_grad_norm: float = 1.0
+    warmup_frac: float = 0.05
+    val_fraction: float = 0.15
+    patience: int = 5
+    select_metric: Literal["c_index", "loss", "auroc"] = "c_index"
+    checkpoint_every: int = 0
+    eval_batch_size: int = 8
+    num_workers: int = 0
+    bucket_factor: int = 8
+    progress: bool = True
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: dict[str, Any] | None = None
+
+
+def make_accelerator(cfg: TrainingConfig, project_dir: Path | None = None, *, cpu: bool | None = None) -> Accelerator:
+    pc = ProjectConfiguration(project_dir=str(project_dir)) if project_dir is not None else None
+    kwargs: dict[str, Any] = {}
+    if cpu is not None:
+        kwargs["cpu"] = cpu
+    return Accelerator(
+        mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, project_config=pc, **kwargs
+    )
+
+
+def _loader(ds: PatientDataset, batch_size: int, *, shuffle: bool, seed: int, cfg: TrainingConfig,
+            num_classes: int, time_unit: str) -> tuple[DataLoader, BucketBatchSampler]:
+    sampler = BucketBatchSampler(ds.bag_sizes(), batch_size, shuffle=shuffle, seed=seed, bucket_factor=cfg.bucket_factor)
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=Collator(num_classes, time_unit), num_workers=cfg.num_workers)
+    return loader, sampler
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: torch.nn.Module, ds: PatientDataset, accelerator: Accelerator, *, batch_size: int = 8,
+    num_classes: int = 2, time_unit: str = "days", prepared: bool = False, progress: bool = False,
+) -> pd.DataFrame:
+    """Predictions for every patient of ``ds`` (gathered over processes, each patient exactly once).
+
+    Columns: patient_id, risk, and where the model has them: surv_<k> (S at the end of bin k), response_prob,
+    risk_arm<a>, response_prob_arm<a>.
+    """
+    loader, _ = _loader(ds, batch_size, shuffle=False, seed=0, cfg=TrainingConfig(), num_classes=num_classes,
+                        time_unit=time_unit)
+    if not prepared:
+        model = accelerator.prepare(model)
+    loader = accelerator.prepare_data_loader(loader)
+    net = accelerator.unwrap_model(model)
+    was_training = net.training
+    net.eval()
+    cols: dict[str, list[np.ndarray]] = {}
+    pos = {p: i for i, p in enumerate(ds.patient_ids)}
+    for batch in tqdm(loader, disable=not (progress and accelerator.is_main_process), desc="predict", leave=False):
+        idx = torch.tensor([pos[p] for p in batch.patient_ids], device=accelerator.device)
+        out = net(batch, per_arm=True)
+        fields = {"_index": idx, "risk": out.risk.float()}
+        if out.survival is not None:
+            fields["surv"] = out.survival.float()
+        if out.response_prob is not None:
+            fields["response_prob"] = out.response_prob[:, -1].float() if out.response_prob.shape[1] == 2 else out.response_prob.float()
+        if out.risk_per_arm is not None:
+            fields["risk_arm"] = out.risk_per_arm.float()
+        if out.response_prob_per_arm is not None:
+            fields["response_prob_arm"] = out.response_prob_per_arm[..., -1].float()
+        gathered = accelerator.gather_for_metrics(fields)
+        for k, v in gathered.items():
+            cols.setdefault(k, []).append(v.cpu().numpy())
+    net.train(was_training)
+    data = {k: np.concatenate(v) for k, v in cols.items()}
+    frame: dict[str, Any] = {"patient_id": [ds.patient_ids[i] for i in data.pop("_index").tolist()]}
+    for k, v in data.items():
+        if v.ndim == 1:
+            frame[k] = v
+        else:
+            for j in range(v.shape[1]):
+                frame[f"{k}_{j}"] = v[:, j]
+    df = pd.DataFrame(frame)
+    return df.drop_duplicates("patient_id").set_index("patient_id").loc[ds.patient_ids].reset_index()
+
+
+def _score(pred: pd.DataFrame, ds: PatientDataset, metric: str) -> float:
+    from multimodal.metrics import harrell_c
+
+    p = ds.cohort.patients.loc[pred["patient_id"]]
+    if metric == "auroc":
+        from sklearn.metrics import roc_auc_score
+
+        obs = p["response"].notna().to_numpy()
+        y = p["response"].to_numpy()[obs].astype(int)
+        if len(np.unique(y)) < 2:
+            return float("nan")
+        return float(roc_auc_score(y, pred["response_prob"].to_numpy()[obs]))
+    time = p["time"].to_numpy(float)
+    event = p["event"].to_numpy(bool)
+    if event.sum() == 0:
+        return float("nan")
+    return float(harrell_c(time, event, pred["risk"].to_numpy(float)))
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(path)
+
+
+def fit_model(
+    model: MultimodalModel,
+    train_ds: PatientDataset,
+    val_ds: PatientDataset | None,
+    cfg: TrainingConfig,
+    *,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    accelerator: Accelerator | None = None,
+    num_classes: int = 2,
+    time_unit: str = "days",
+    on_step: Callable[[int], None] | None = None,
+) -> FitResult:
+    """Train ``model`` in place; on return it holds the weights of the selected epoch.
+
+    With ``out_dir`` set, checkpoints go to ``out_dir/checkpoint`` and an existing checkpoint is resumed.
+    ``on_step(global_step)`` is called after each optimizer step (used by fault-injection tests).
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    accelerator = accelerator or make_accelerator(cfg, out)
+    set_seed(seed)
+    loader, sampler = _loader(train_ds, cfg.batch_size, shuffle=True, seed=seed, cfg=cfg, num_classes=num_classes,
+                              time_unit=time_unit)
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "emb" in n or "latents" in n or "cls" in n]
+    decay = [p for n, p in model.named_parameters() if not (p.ndim < 2 or "emb" in n or "latents" in n or "cls" in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr)
+    steps_per_epoch = max(1, math.ceil(len(sampler) / max(1, accelerator.num_processes) / cfg.grad_accum))
+    total = steps_per_epoch * cfg.epochs
+    warm = max(1, int(cfg.warmup_frac * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total))))
+    )
+    model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
+
+    progress = {"epoch": 0, "batch_in_epoch": 0, "global_step": 0, "best_epoch": -1, "best_score": -math.inf,
+                "bad_epochs": 0, "history": [], "done": False}
+    ckpt = out / "checkpoint" if out is not None else None
+    best_path = out / "best_model.safetensors" if out is not None else None
+    resumed = None
+    if ckpt is not None and (ckpt / "progress.json").is_file():
+        progress = json.loads((ckpt / "progress.json").read_text())
+        accelerator.load_state(str(ckpt))
+        resumed = {"epoch": progress["epoch"], "batch_in_epoch": progress["batch_in_epoch"]}
+        log.info("resuming from %s (epoch %d, batch %d)", ckpt, progress["epoch"], progress["batch_in_epoch"])
+    best_state: dict[str, torch.Tensor] | None = None
+    if best_path is not None and best_path.is_file():
+        best_state = load_file(str(best_path))
+
+    def checkpoint() -> None:
+        if ckpt is None:
+            return
+        accelerator.wait_for_everyone()
+        tmp = ckpt.with_name("checkpoint.tmp")
+        if accelerator.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            write_json_atomic(tmp / "progress.json", progress)
+            old = ckpt.with_name("checkpoint.old")
+            if ckpt.exists():
+                ckpt.replace(old)
+            tmp.replace(ckpt)
+            if old.exists():
+                shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+
+    net = accelerator.unwrap_model(model)
+    while not progress["done"] and progress["epoch"] < cfg.epochs:
+        epoch = progress["epoch"]
+        sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        model.train()
+        skip = progress["batch_in_epoch"]
+        it = accelerator.skip_first_batches(loader, skip) if skip else loader
+        losses: list[float] = []
+        bar = tqdm(it, disable=not (cfg.progress and accelerator.is_main_process), desc=f"epoch {epoch}", leave=False)
+        for batch in bar:
+            with accelerator.accumulate(model):
+                output = model(batch)
+                loss = output.loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+            losses.append(float(loss.detach()))
+            progress["batch_in_epoch"] += 1
+            if accelerator.sync_gradients:
+                progress["global_step"] += 1
+                if on_step is not None:
+                    on_step(progress["global_step"])
+                if cfg.checkpoint_every and progress["global_step"] % cfg.checkpoint_every == 0:
+                    checkpoint()
+        # ---- end of epoch: inner validation and the declared selection rule
+        rec: dict[str, float] = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan")}
+        if val_ds is not None and len(val_ds):
+            pred = predict_dataset(model, val_ds, accelerator, batch_size=cfg.eval_batch_size, num_classes=num_classes,
+                                   time_unit=time_unit, prepared=True)
+            score = _score(pred, val_ds, cfg.select_metric if cfg.select_metric != "loss" else "c_index")
+            rec["val_score"] = score
+        else:
+            score = float(epoch)  # no validation: the last epoch is selected
+        progress["history"].append(rec)
+        if not math.isnan(score) and score > progress["best_score"]:
+            progress["best_score"], progress["best_epoch"], progress["bad_epochs"] = score, epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            if best_path is not None and accelerator.is_main_process:
+                _save_weights(net, best_path)
+        else:
+            progress["bad_epochs"] += 1
+            if progress["bad_epochs"] >= cfg.patience:
+                progress["done"] = True
+        progress["epoch"] = epoch + 1
+        progress["batch_in_epoch"] = 0
+        checkpoint()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    accelerator.wait_for_everyone()
+    return FitResult(progress["best_epoch"], progress["best_score"], progress["history"], resumed)

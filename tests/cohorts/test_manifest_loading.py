@@ -1,0 +1,247 @@
+"""Loading a cohort manifest into a Cohort: columns, dtypes, sources, variants of the manifest, one error for all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fixtures_cohort import DIM, PATIENTS, SUBJECT, TinyCohort, write_trident_h5
+from multimodal.cohorts import ClinicalSource, Cohort, MedsSource, OmicsSource, SlideSource
+from multimodal.cohorts.loading import resolve_manifest
+from multimodal.cohorts.validate import validate_manifest
+
+from multimodal.errors import InputError
+
+
+def test_loads_tiny_cohort(tiny_cohort: TinyCohort) -> None:
+    c = Cohort.from_manifest(tiny_cohort.manifest_path)
+    p = c.patients
+    assert list(p.index) == PATIENTS and c.name == "tiny" and c.time_unit == "days"
+    assert p["time"].dtype == np.float64 and p["event"].dtype == bool
+    assert p["prediction_time"].dtype == "datetime64[us]"
+    assert p["treatment"].dtype == np.int64 and c.treatment_arms == ("A", "B")
+    assert p["treatment"].tolist() == [0, 1] * 4
+    assert str(p["response"].dtype) == "Int64" and p["response"].isna().sum() == 1
+    assert p["event"].tolist() == [True, False, True, True, False, True, False, False]
+    assert "site" in p.columns and "arm" not in p.columns  # extra columns kept, mapped ones not duplicated
+    assert c.root == tiny_cohort.root.resolve() and c.splits is not None and len(c.splits) == 2
+
+    slides = c.modalities["pathology"]
+    assert isinstance(slides, SlideSource)
+    assert [r.path.name for r in slides.slides["P001"]] == ["P001_slide1.h5", "P001_slide2.h5"]
+    assert all(r.path.is_absolute() and r.format == "trident" for refs in slides.slides.values() for r in refs)
+    assert "P008" not in slides.patients()
+
+    omics = c.modalities["genomics"]
+    assert isinstance(omics, OmicsSource)
+    assert omics.patients() == set(PATIENTS[:7]) and omics.expression is not None and omics.expression.is_file()
+    meds = c.modalities["ehr"]
+    assert isinstance(meds, MedsSource)
+    assert meds.subject_ids == {p: SUBJECT[p] for p in PATIENTS[:6]}  # only patients with MEDS rows
+    clin = c.modalities["clinical"]
+    assert isinstance(clin, ClinicalSource)
+    assert "note" not in clin.table.columns and clin.categorical == ("sex", "stage") and clin.numeric == ("age",)
+    assert c.modality_coverage() == {"pathology": 7, "genomics": 7, "ehr": 6, "clinical": 8}
+
+
+@pytest.mark.parametrize("polarity", ["1_is_censored", "1_is_event"])
+def test_censorship_with_polarity(tiny_cohort: TinyCohort, polarity: str) -> None:
+    flags = [0, 1, 0, 0, 1, 0, 1, 1]
+    tiny_cohort.edit_patients(lambda df: df.assign(censorship=flags).drop(columns=["event"]))
+
+    def man(m: dict) -> None:
+        del m["patients"]["event"]
+        m["patients"].update(censorship="censorship", censorship_polarity=polarity)
+    tiny_cohort.edit_manifest(man)
+    c = Cohort.from_manifest(tiny_cohort.manifest_path)
+    want = [not v for v in flags] if polarity == "1_is_censored" else [bool(v) for v in flags]
+    assert c.patients["event"].tolist() == want and "censorship" not in c.patients.columns
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_text_patient_tables_keep_ids_as_text(tiny_cohort: TinyCohort, suffix: str) -> None:
+    df = tiny_cohort.patients()
+    df["patient_id"] = [f"00{i}" for i in range(8)]  # leading zeros must survive
+    df["event"] = df["event"].astype(int)
+    df = df.drop(columns=["subject_id"])
+    path = tiny_cohort.root / f"outcomes{suffix}"
+    df.to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
+
+    def man(m: dict) -> None:
+        m["patients"].update(path=path.name)
+        del m["patients"]["meds_subject_id"]
+        m["modalities"] = {}
+        m.pop("splits")
+    tiny_cohort.edit_manifest(man)
+    c = Cohort.from_manifest(tiny_cohort.manifest_path)
+    assert list(c.patients.index) == [f"00{i}" for i in range(8)]
+    assert c.patients["prediction_time"].dtype == "datetime64[us]" and c.patients["event"].sum() == 4
+
+
+def test_slides_by_glob_and_pattern(tiny_cohort: TinyCohort) -> None:
+    (tiny_cohort.root / "features" / "README.h5").write_bytes(b"")  # matches the glob, its stem names no patient
+
+    def man(m: dict) -> None:
+        m["modalities"]["pathology"] = {"type": "slides", "glob": "features/*.h5",
+                                        "patient_pattern": r"^(?P<patient>P\d{3})_slide\d+$"}
+    tiny_cohort.edit_manifest(man)
+    res = resolve_manifest(tiny_cohort.manifest_path)
+    assert not res.problems, res.problems
+    src = res.sources["pathology"]
+    assert isinstance(src, SlideSource)
+    assert len(src.slides["P002"]) == 2 and set(src.slides) == set(PATIENTS[:7])
+    assert any("patient_pattern" in (w.field or "") for w in res.warnings)
+
+
+def test_meds_ids_from_numeric_patient_ids(tiny_cohort: TinyCohort) -> None:
+    tiny_cohort.edit_patients(lambda df: df.assign(patient_id=df["subject_id"].astype(str)).drop(
+        columns=["subject_id"]))
+
+    def man(m: dict) -> None:
+        del m["patients"]["meds_subject_id"]
+        m["modalities"] = {"ehr": {"type": "meds", "path": "meds"}}
+        m.pop("splits")
+    tiny_cohort.edit_manifest(man)
+    c = Cohort.from_manifest(tiny_cohort.manifest_path)
+    src = c.modalities["ehr"]
+    assert isinstance(src, MedsSource)
+    assert src.subject_ids == {str(s): s for s in range(101, 107)}
+
+
+def test_non_numeric_ids_without_subject_column_is_an_error(tiny_cohort: TinyCohort) -> None:
+    tiny_cohort.edit_manifest(lambda m: m["patients"].pop("meds_subject_id"))
+    with pytest.raises(InputError) as err:
+        Cohort.from_manifest(tiny_cohort.manifest_path)
+    assert err.value.problems[0].field == "patients.meds_subject_id"
+
+
+def test_loading_does_not_open_slide_files(tiny_cohort: TinyCohort) -> None:
+    path = tiny_cohort.slide_path("P003")
+    path.write_bytes(b"not an hdf5 file")
+    c = Cohort.from_manifest(tiny_cohort.manifest_path)  # cheap: existence only
+    assert "P003" in c.modalities["pathology"].patients()
+    report = validate_manifest(tiny_cohort.manifest_path)  # the deep check finds it
+    assert any(p.patient == "P003" and "unreadable" in p.message for p in report.problems)
+
+
+def test_one_error_lists_every_problem(tiny_cohort: TinyCohort) -> None:
+    def edit(df: pd.DataFrame) -> None:
+        df.loc[df.patient_id == "P001", "time"] = -3.0
+        df.loc[df.patient_id == "P002", "arm"] = "Z"
+    tiny_cohort.edit_patients(edit)
+    tiny_cohort.slide_path("P004").unlink()
+    tiny_cohort.edit_manifest(lambda m: m["modalities"]["clinical"].update(exclued=["note"]))
+    with pytest.raises(InputError) as err:
+        Cohort.from_manifest(tiny_cohort.manifest_path)
+    got = {(p.patient, p.field) for p in err.value.problems}
+    assert {("P001", "time"), ("P002", "arm"), ("P004", "path"), (None, "modalities.clinical.exclued")} <= got
+    assert "did you mean 'exclude'" in str(err.value)
+    assert err.value.exit_code == 2 and str(err.value).startswith(f"{len(err.value.problems)} problems found")
+
+
+def test_wide_table_and_cnv_omics(tiny_cohort: TinyCohort) -> None:
+    rows = [{"case_id": p, "slide_id": f"{p}-DX{j}", "TP53_mut": i % 2, "EGFR_rnaseq": 0.1 * i, "MYC_cnv": 1}
+            for i, p in enumerate(PATIENTS[:5]) for j in (1, 2)]  # one row per slide, as in the TCGA tables
+    pd.DataFrame(rows).to_csv(tiny_cohort.root / "wide.csv", index=False)
+    pd.DataFrame({"patient": PATIENTS[5:7], "TP53": [0, -1]}).to_csv(tiny_cohort.root / "cnv.tsv", sep="\t",
+                                                                     index=False)
+    tiny_cohort.edit_manifest(lambda m: m["modalities"].update(
+        genomics={"type": "omics", "wide_table": "wide.csv", "cnv": "cnv.tsv"}))
+    res = resolve_manifest(tiny_cohort.manifest_path)
+    assert not res.problems, res.problems
+    src = res.sources["genomics"]
+    assert isinstance(src, OmicsSource) and src.wide is not None
+    assert list(src.wide.columns) == ["TP53_mut", "EGFR_rnaseq", "MYC_cnv"] and src.wide.index.is_unique
+    assert src.patients() == set(PATIENTS[:7])
+    assert any("duplicate rows" in w.message for w in res.warnings)
+
+
+def test_other_slide_formats_validate(tiny_cohort: TinyCohort) -> None:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(3)
+    feats = {p: rng.normal(size=(7, DIM)).astype(np.float32) for p in ("P003", "P004", "P005", "P006")}
+    root = tiny_cohort.root / "features"
+    write_trident_h5(root / "P003_stamp.h5", feats["P003"], key="feats", encoder=None)
+    torch.save(torch.from_numpy(feats["P004"]), root / "P004.pt")
+    np.save(root / "P005.npy", feats["P005"])
+    save_file({"features": feats["P006"], "coords": np.zeros((7, 2), np.int64)}, str(root / "P006.safetensors"),
+              metadata={"encoder": "conch_v15"})
+    table = pd.DataFrame({"patient_id": ["P001", "P003", "P004", "P005", "P006"],
+                          "path": ["features/P001_slide1.h5", "features/P003_stamp.h5", "features/P004.pt",
+                                   "features/P005.npy", "features/P006.safetensors"]})
+    table.to_csv(tiny_cohort.slides_table_path, index=False)
+    tiny_cohort.edit_manifest(lambda m: m["modalities"]["pathology"].update(format="auto"))
+    report = validate_manifest(tiny_cohort.manifest_path)
+    assert report.ok, report.problems
+    m = report.summary["modalities"]["pathology"]
+    assert m["layouts"] == ["npy", "pt", "safetensors", "stamp", "trident"] and m["feature_dims"] == [DIM]
+    c = Cohort.from_manifest(tiny_cohort.manifest_path)
+    fmts = {r.patient_id: r.format for refs in c.modalities["pathology"].slides.values() for r in refs}
+    assert fmts == {"P001": "auto", "P003": "auto", "P004": "pt", "P005": "npy", "P006": "safetensors"}
+
+
+def test_synthetic_cohort_manifest_loads_and_validates(tmp_path) -> None:
+    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
+
+    manifest = generate_synthetic_cohort(tmp_path / "syn", SyntheticConfig(patients=12, patches_per_slide=20,
+                                                                           n_genes=40, n_pathways=20))
+    report = validate_manifest(manifest)
+    assert report.ok, report.problems
+    c = Cohort.from_manifest(manifest)
+    assert len(c) == 12 and set(c.modalities) >= {"pathology", "genomics", "ehr", "clinical"}
+    assert report.summary["n_patients"] == 12 and report.summary["feature_dims"]
+
+
+def _materialize_meds_example(spec_yaml: Path, root: Path) -> pd.DataFrame:
+    """Write the MEDS project's example dataset (CSV blocks in a YAML file) as MEDS 0.4 parquet with pyarrow."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    blocks = yaml.safe_load(spec_yaml.read_text())
+    frames = []
+    for rel, text in blocks.items():
+        df = pd.read_csv(io.StringIO(text))
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.startswith("data/"):
+            times = pd.to_datetime(df["time"], format="%m/%d/%Y, %H:%M:%S")
+            table = pa.table({
+                "subject_id": pa.array(df["subject_id"], pa.int64()),
+                "time": pa.Array.from_pandas(times.astype("datetime64[us]")),
+                "code": pa.array(df["code"], pa.string()),
+                "numeric_value": pa.array(df["numeric_value"], pa.float32()),
+            })
+            frames.append(df.assign(time=times))
+        elif rel.endswith("codes.parquet"):
+            table = pa.table({"code": pa.array(df["code"], pa.string()),
+                              "description": pa.array(df["description"], pa.string())})
+        else:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+        pq.write_table(table, root / rel)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_meds_example_dataset_validates(shared_data: Path, tmp_path: Path) -> None:
+    events = _materialize_meds_example(
+        shared_data / "ehr" / "meds_sample" / "simple_static_sharded_by_split.yaml", tmp_path / "meds")
+    subjects = sorted(events["subject_id"].unique())
+    cutoff = pd.Timestamp("2010-06-01")
+    pd.DataFrame({"patient_id": [str(s) for s in subjects], "time": 100.0, "event": False,
+                  "prediction_time": cutoff}).to_csv(tmp_path / "patients.csv", index=False)
+    (tmp_path / "manifest.yaml").write_text(
+        "patients: {path: patients.csv, prediction_time: prediction_time}\n"
+        "modalities: {ehr: {type: meds, path: meds}}\n")
+    report = validate_manifest(tmp_path / "manifest.yaml")
+    assert report.ok, report.problems
+    expected_late = int((events["time"] > cutoff).sum())
+    assert expected_late > 0 and report.summary["events_after_prediction_time"] == expected_late
+    assert report.summary["modalities"]["ehr"]["patients"] == len(subjects)
+    assert report.summary["modalities"]["ehr"]["rows"] == len(events)
+    c = Cohort.from_manifest(tmp_path / "manifest.yaml")
+    assert c.modalities["ehr"].subject_ids == {str(s): int(s) for s in subjects}
