@@ -267,7 +267,9 @@ class ClinicalAdapter(Adapter):
                             self.config.value_clip)
                 values[:, j] = np.where(ok, z, 0.0)
                 vmask[:, j] = ok
-                labels[:, j] = [f"{var.name} = {x:g}" if k else f"{var.name} = {MISSING}" for x, k in zip(num, ok)]
+                labels[:, j] = [
+                    f"{var.name} = {x:g}" if k else f"{var.name} = {MISSING}" for x, k in zip(num, ok, strict=True)
+                ]
             else:
                 unk_code = index[f"{var.name}={UNSEEN}"]
                 for i, (raw, m) in enumerate(zip(table[var.name].tolist(), miss, strict=True)):

@@ -147,15 +147,14 @@ def prediction_times(cohort: Cohort, patient_ids: Sequence[str], *, modality: st
         )
     raw = cohort.patients.loc[list(patient_ids), PREDICTION_TIME]
     parsed = pd.to_datetime(raw, errors="coerce")
-    if getattr(parsed.dt, "tz", None) is not None:
+    if parsed.dt.tz is not None:  # aware -> UTC wall time (MEDS times are naive)
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    missing = [str(p) for p, v in parsed.items() if pd.isna(v)]
-    if missing:
-        probs = [
-            Problem(f"patient has {modality!r} data but no valid prediction_time ({raw[p]!r})", file=str(where)
-                    if where else None, patient=p, field=PREDICTION_TIME)
-            for p in missing
-        ]
+    missing = parsed.index[parsed.isna().to_numpy()]
+    if len(missing):
+        file = None if where is None else str(where)
+        msg = f"patient has {modality!r} (MEDS) data but no valid prediction_time"
+        probs = [Problem(f"{msg} (got {raw[p]!r})", file=file, patient=str(p), field=PREDICTION_TIME,
+                         hint="EHR events are only used up to the prediction time") for p in missing]
         raise InputError(problems=probs)
     return parsed.to_numpy(dtype="datetime64[us]").view(np.int64)
 
@@ -359,7 +358,8 @@ class EHRAdapter(Adapter):
         if names:
             suffix = _SUFFIX[self.config.time_scale]
             name_rows = tuple(
-                token_names(tok, int(a), int(a + k), suffix) + ("",) * (n - int(k)) for a, k in zip(lo, length, strict=True)
+                token_names(tok, int(a), int(a + k), suffix) + ("",) * (n - int(k))
+                for a, k in zip(lo, length, strict=True)
             )
         return TokenStream(
             modality=self.modality, mask=torch.from_numpy(mask), codes=take(tok.codes, np.int64),

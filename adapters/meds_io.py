@@ -2,7 +2,7 @@
 
 A MEDS directory holds ``data/**/*.parquet`` shards with the columns (formats-and-apis §2.1)::
 
-    subject_id: int64 (not null) | time: timestamp[us] (null = static) | code: string | numeric_value: float32 (optional)
+    subject_id: int64 (not null) | time: timestamp[us] (null = static) | code: string | numeric_value: float32 (opt.)
 
 :func:`scan_meds` checks every shard's parquet footer (no data is read) and returns one ``pl.LazyFrame`` with exactly
 these four columns in canonical dtypes (``time`` cast to microseconds, ``numeric_value`` added as nulls where a shard

@@ -296,9 +296,7 @@ class PathologyAdapter(Adapter):
             sidx[off : off + n] = i
             off += n
         all_coords = np.concatenate(coords) if coords else np.empty((0, 2), dtype=np.int64)
-        names = tuple(
-            f"{refs[i].slide_id}@{_fmt(x)},{_fmt(y)}" for i, (x, y) in zip(sidx.tolist(), all_coords.tolist(), strict=True)
-        )
+        names = tuple(n for ref, c in zip(refs, coords, strict=True) for n in _names(ref.slide_id, c))
         return TokenStream(
             modality=self.modality,
             mask=torch.ones(1, total, dtype=torch.bool),
@@ -393,7 +391,7 @@ class PathologyAdapter(Adapter):
                     features=torch.from_numpy(x).unsqueeze(0),
                     positions=torch.from_numpy(grid[start : start + n]).unsqueeze(0),
                     slide_index=torch.full((1, n), i, dtype=torch.long),
-                    names=(tuple(f"{ref.slide_id}@{_fmt(u)},{_fmt(v)}" for u, v in c.tolist()),),
+                    names=(tuple(_names(ref.slide_id, c)),),
                     meta={"slide_id": ref.slide_id, "slide_index": i, "offset": offset,
                           "patch_rows": np.arange(start, start + n), "coords_level0": c,
                           "patch_size_level0": b.patch_size_level0},
@@ -561,5 +559,8 @@ class PathologyAdapter(Adapter):
             self.centroids = c.to(torch.float32).contiguous()
 
 
-def _fmt(v: float | int) -> str:
-    return str(v) if isinstance(v, int) else f"{v:g}"
+def _names(slide_id: str, coords: np.ndarray) -> list[str]:
+    """``"<slide_id>@<x>,<y>"`` per row of ``coords`` (integers as such, micrometres with ``%g``)."""
+    xs, ys = coords[:, 0].tolist(), coords[:, 1].tolist()
+    fmt = "{}@{},{}" if np.issubdtype(coords.dtype, np.integer) else "{}@{:g},{:g}"
+    return list(map(fmt.format, [slide_id] * len(xs), xs, ys))

@@ -31,7 +31,7 @@ from multimodal.cohorts.cohort import Cohort
 from multimodal.cohorts.sources import ClinicalSource, OmicsSource
 from multimodal.config import from_dict
 from multimodal.errors import ConfigError, InputError
-from multimodal.metrics import harrell_c
+from multimodal.metrics import UndefinedMetricError, harrell_c
 
 __all__ = [
     "RESPONSE_BASELINES",
@@ -327,8 +327,10 @@ class CoxnetBaseline(_SksurvBaseline):
                 )
                 continue
             for j, a in enumerate(alphas):
-                risk = inner.predict(z[va], alpha=a)
-                scores[k, j] = harrell_c(time[va], event[va], risk) if event[va].any() else np.nan
+                try:
+                    scores[k, j] = harrell_c(time[va], event[va], inner.predict(z[va], alpha=a))
+                except UndefinedMetricError:  # no event / no comparable pair in this inner fold
+                    break
         if np.isnan(scores).all():
             msg = "coxnet: no inner fold could be scored (too few events?); cannot choose the penalty"
             raise InputError(msg, field="event")

@@ -142,7 +142,7 @@ class Study:
                                          "_pipe": pipe, "_train_pred": train_pred})
 
     def _fit_baseline(self, name: str, fold: Fold) -> MethodResult:
-        from multimodal.baselines import BASELINES, make_tabular
+        from multimodal.baselines import create_baseline, make_tabular
 
         c = self.cohort
         train, test = self._eligible(fold.train), self._eligible(fold.val)
@@ -152,7 +152,7 @@ class Study:
             raise InputError(f"baseline {name!r} needs clinical or genomics data", field="evaluation.baselines")
         x_tr = make_tabular(c, train, modalities=mods)
         x_te = make_tabular(c, test, modalities=mods)
-        model = BASELINES[name]()
+        model = create_baseline(name)
         if self.config.task == "response":
             y = c.patients.loc[train, "response"].astype(int).to_numpy()
             model.fit(x_tr, y)
@@ -299,8 +299,6 @@ class Study:
             gt = json.loads((self.cohort.root / "ground_truth.json").read_text())
         if gt is None:
             return None
-        from multimodal.cohorts.synthetic_truth import true_risk_table
-
         return {"table": true_risk_table(gt)}
 
     def _summarize(self, per_method: dict[str, list[dict[str, Any]]], preds: pd.DataFrame, folds: list[Fold],
@@ -343,6 +341,12 @@ class Study:
             "preprocessing": "adapters and baseline preprocessing fitted on training patients of each fold only",
             "time_unit": c.time_unit,
         }
+
+
+def true_risk_table(ground_truth: dict[str, Any]) -> pd.DataFrame:
+    """Per-patient true linear predictor (under the assigned arm) from a synthetic cohort's ground_truth.json."""
+    rows = [(p["patient_id"], float(p["linear_predictor"])) for p in ground_truth["patients"]]
+    return pd.DataFrame(rows, columns=["patient_id", "true_risk"]).set_index("patient_id")
 
 
 def _grid(tr_t: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:

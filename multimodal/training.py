@@ -129,6 +129,26 @@ def predict_dataset(
     return df.drop_duplicates("patient_id").set_index("patient_id").loc[ds.patient_ids].reset_index()
 
 
+@torch.no_grad()
+def _val_loss(model: torch.nn.Module, ds: PatientDataset, accelerator: Accelerator, cfg: TrainingConfig,
+              num_classes: int, time_unit: str) -> float:
+    """Mean loss over the validation patients (eval mode): a smoother selection signal than a small-set c-index."""
+    loader, _ = _loader(ds, cfg.eval_batch_size, shuffle=False, seed=0, cfg=cfg, num_classes=num_classes,
+                        time_unit=time_unit)
+    loader = accelerator.prepare_data_loader(loader)
+    net = accelerator.unwrap_model(model)
+    was = net.training
+    net.eval()
+    tot = torch.zeros(2, device=accelerator.device)
+    for batch in loader:
+        out = net(batch)
+        if out.loss is not None:
+            tot += torch.stack([out.loss.detach().float() * batch.batch_size, torch.tensor(float(batch.batch_size))])
+    net.train(was)
+    tot = accelerator.reduce(tot, reduction="sum")
+    return float(tot[0] / tot[1].clamp(min=1))
+
+
 def _score(pred: pd.DataFrame, ds: PatientDataset, metric: str) -> float:
     from multimodal.metrics import harrell_c
 
@@ -254,9 +274,14 @@ def fit_model(
         # ---- end of epoch: inner validation and the declared selection rule
         rec: dict[str, float] = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan")}
         if val_ds is not None and len(val_ds):
-            pred = predict_dataset(model, val_ds, accelerator, batch_size=cfg.eval_batch_size, num_classes=num_classes,
-                                   time_unit=time_unit, prepared=True)
-            score = _score(pred, val_ds, cfg.select_metric if cfg.select_metric != "loss" else "c_index")
+            if cfg.select_metric == "loss":
+                vl = _val_loss(model, val_ds, accelerator, cfg, num_classes, time_unit)
+                rec["val_loss"] = vl
+                score = -vl
+            else:
+                pred = predict_dataset(model, val_ds, accelerator, batch_size=cfg.eval_batch_size,
+                                       num_classes=num_classes, time_unit=time_unit, prepared=True)
+                score = _score(pred, val_ds, cfg.select_metric)
             rec["val_score"] = score
         else:
             score = float(epoch)  # no validation: the last epoch is selected

@@ -49,7 +49,8 @@ def tokens(a: ClinicalAdapter, pid: str) -> dict[str, tuple[int, float, bool]]:
 
 
 def test_one_token_per_variable_with_missing_indicators_and_unseen_levels() -> None:
-    a = ClinicalAdapter(exclude=("site_code",)).fit(cohort(categorical=("sex", "stage"), numeric=("age", "grade")), TRAIN)
+    c = cohort(categorical=("sex", "stage"), numeric=("age", "grade"))
+    a = ClinicalAdapter(exclude=("site_code",)).fit(c, TRAIN)
     vocab = {c: i for i, c in enumerate(a.vocabulary)}
     assert [v.name for v in a.variables] == ["age", "sex", "stage", "grade"]
     ages = np.array([50.0, 60.0, 70.0, 40.0, 80.0])  # training ages, NaN left out

@@ -105,7 +105,7 @@ def assert_same_state(a: EHRAdapter, b: EHRAdapter) -> None:
         assert ta[k].dtype == tb[k].dtype and ta[k].tobytes() == tb[k].tobytes(), k  # bit-identical
 
 
-# ---- tokens -----------------------------------------------------------------------------------------------------------
+# ---- tokens ----------------------------------------------------------------------------------------------------------
 def test_tokens_codes_values_times_and_names(tmp_path: Path) -> None:
     a = fitted(write_meds(tmp_path, base_rows()))
     # min_count=2 distinct training patients: every training code qualifies; sorted, from index 2
@@ -201,7 +201,7 @@ def test_code_prefix_depth_truncates_codes(tmp_path: Path) -> None:
     assert sum(n.startswith("LAB//HR = ") for n in s.names[0]) == 3
 
 
-# ---- leakage ----------------------------------------------------------------------------------------------------------
+# ---- leakage ---------------------------------------------------------------------------------------------------------
 def test_prediction_time_is_inclusive_and_later_events_never_used(tmp_path: Path) -> None:
     clean = fitted(write_meds(tmp_path / "clean", base_rows()))
     rows = base_rows()
@@ -250,7 +250,7 @@ def test_patient_without_prediction_time_is_an_input_error(tmp_path: Path) -> No
     assert err.value.field == "prediction_time" and err.value.patient == "P1"
 
 
-# ---- validation -------------------------------------------------------------------------------------------------------
+# ---- validation ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("field", "arrow_type", "value"),
     [
@@ -289,7 +289,8 @@ def test_other_timestamp_units_float64_and_missing_numeric_column_are_read(tmp_p
     other = pa.schema([("subject_id", pa.int64()), ("time", pa.timestamp("ns")), ("code", pa.large_string()),
                        ("numeric_value", pa.float64())])
     write_shard(root / "data/train/1.parquet", rows["data/train/1.parquet"], other)
-    no_values = pa.schema([("subject_id", pa.int64()), ("time", pa.timestamp("ms")), ("code", pa.string())])
+    no_values = pa.schema([("subject_id", pa.int64()), ("time", pa.timestamp("ms")),
+                           ("code", pa.dictionary(pa.int32(), pa.string()))])
     write_shard(root / "data/train/2.parquet", [(6, days(-1), "LAB//TEMP")], no_values)
     a = fitted(root)
     reference = fitted(write_meds(tmp_path / "ref", rows))
@@ -305,7 +306,7 @@ def test_config_is_validated() -> None:
     assert {"ehr", "clinical"} <= set(list_adapters())
 
 
-# ---- state ------------------------------------------------------------------------------------------------------------
+# ---- state -----------------------------------------------------------------------------------------------------------
 def test_save_load_bind_gives_identical_outputs(tmp_path: Path) -> None:
     root = write_meds(tmp_path / "meds", base_rows())
     a = fitted(root)

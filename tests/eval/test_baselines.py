@@ -126,6 +126,16 @@ def test_response_baselines_find_known_signal(synthetic, name):
     assert auroc(y_test, proba[:, 1]) > (0.6 if name == "logistic_clinical" else 0.7)
 
 
+def test_coxnet_feature_cap_and_chosen_penalty(synthetic):
+    cohort, X, lp, train, test = synthetic
+    tt, te = cohort.survival_arrays(train)
+    model = create_baseline("coxnet", max_features=6).fit(X.loc[train], tt, te)
+    assert model.selected_ is not None and len(model.selected_) == 6
+    assert model.alpha_ in model.estimator_.alphas_ and np.isfinite(model.cv_scores_).any()
+    assert model.predict_risk(X.loc[test]).shape == (len(test),)
+    assert model.predict_survival(X.loc[test], [0.1, 0.5]).shape == (len(test), 2)
+
+
 # ---- leakage ---------------------------------------------------------------------------------------------------------
 def test_poisoned_held_out_rows_change_nothing(synthetic):
     cohort, X, _, train, test = synthetic
