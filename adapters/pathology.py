@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from multimodal.adapters.base import Adapter, StreamSpec, empty_stream
 from multimodal.adapters.slide_io import SlideBag, open_slide
 from multimodal.cohorts.cohort import Cohort
 from multimodal.cohorts.sources import SlideRef, SlideSource
-
 from multimodal.errors import ConfigError, InputError, IntegrityError, Problem
 from multimodal.registry import register_adapter
 from multimodal.types import TokenStream
@@ -104,6 +104,10 @@ class SlideCheck:
     warnings: list[Problem] = field(default_factory=list)
     slides: int = 0
     patches: int = 0
+
+
+def _u64(v: int) -> int:
+    return int(v) % (1 << 64)
 
 
 def _patient_key(pid: str) -> int:
@@ -214,13 +218,13 @@ class PathologyAdapter(Adapter):
             sizes = [b.num_patches for b in bs]
             total = sum(sizes)
             k = min(cfg.prototype_sample_per_patient, total)
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, _patient_key(pid), 7]))
+            rng = np.random.default_rng(np.random.SeedSequence([_u64(cfg.seed), _patient_key(pid), 7]))
             pick = np.sort(rng.choice(total, size=k, replace=False)) if k else np.empty(0, np.int64)
             plans.append((bs, _split_rows(pick, sizes)))
         n_all = sum(len(r) for _, rows in plans for r in rows)
         keep: np.ndarray | None = None
         if n_all > cfg.prototype_max_samples:  # decide what to drop before reading anything
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 11]))
+            rng = np.random.default_rng(np.random.SeedSequence([_u64(cfg.seed), 11]))
             keep = np.zeros(n_all, dtype=bool)
             keep[rng.choice(n_all, size=cfg.prototype_max_samples, replace=False)] = True
         n = n_all if keep is None else int(keep.sum())
@@ -238,7 +242,7 @@ class PathologyAdapter(Adapter):
                 if len(r):
                     x[out : out + len(r)] = b.read(r)
                     out += len(r)
-        km = MiniBatchKMeans(n_clusters=cfg.prototypes, random_state=cfg.seed, n_init=3,
+        km = MiniBatchKMeans(n_clusters=cfg.prototypes, random_state=cfg.seed % (1 << 32), n_init=3,
                              batch_size=min(n, 2048), max_iter=100)
         km.fit(x)
         return torch.from_numpy(np.ascontiguousarray(km.cluster_centers_, dtype=np.float32))
@@ -264,7 +268,7 @@ class PathologyAdapter(Adapter):
         if total <= self.config.max_patches:
             return [None] * len(bags)
         s = 0 if seed is None else int(seed)
-        rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, s & 0xFFFF_FFFF_FFFF, _patient_key(pid)]))
+        rng = np.random.default_rng(np.random.SeedSequence([_u64(self.config.seed), _u64(s), _patient_key(pid)]))
         pick = np.sort(rng.choice(total, size=self.config.max_patches, replace=False))
         return list(_split_rows(pick, sizes))
 

@@ -91,7 +91,7 @@ def _gather_runs(
 class _H5Session:
     """Reads from an open h5 file.
 
-    Uncompressed float data (contiguous, or chunked in full-width row blocks, e.g. TRIDENT's one row per chunk) is
+    Uncompressed numeric data (contiguous, or chunked in full-width row blocks, e.g. TRIDENT's one row per chunk) is
     read straight from the file at the rows' byte offsets (see :class:`_RawIndex`); anything else goes through
     HDF5: one fancy-indexed H5Dread on a contiguous layout, merged contiguous runs on a chunked one.
     """
@@ -130,9 +130,10 @@ class _H5Session:
     def coords(self, rows: np.ndarray | None = None) -> np.ndarray | None:
         if self.cds is None:
             return None
-        if rows is None:
-            return self.cds[()]
         raw = self._craw
+        if rows is None:
+            n = int(self.cds.shape[0])
+            return self.cds[()] if raw is None else raw.read(self._file(), 0, n, np.empty((n, 2), raw.dtype))
         if raw is not None:
             return _gather_runs(rows, 2, lambda a, b: raw.read(self._file(), a, b, np.empty((b - a, 2), raw.dtype)),
                                 dtype=raw.dtype)
@@ -213,7 +214,7 @@ def _build_raw_index(ds: h5py.Dataset) -> _RawIndex | None:
     dt = ds.dtype
     if dt.kind not in "fiu" or dt.byteorder not in ("=", "<", "|") or ds.ndim != 2 or ds.shape[0] == 0:
         return None
-    if ds.id.get_create_plist().get_nfilters() != 0 or ds.external:
+    if ds.id.get_create_plist().get_nfilters() != 0 or ds.external or ds.is_virtual or ds.file.userblock_size:
         return None
     n, d = int(ds.shape[0]), int(ds.shape[1])
     row_bytes = d * dt.itemsize

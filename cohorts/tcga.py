@@ -30,9 +30,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
 from multimodal.cohorts.cohort import EVENT, TIME, Cohort, Fold
 from multimodal.cohorts.sources import ClinicalSource, ModalitySource, OmicsSource
-
 from multimodal.errors import InputError, Problem
 
 __all__ = ["OMICS_SUFFIXES", "list_tcga_cohorts", "load_mmp_clinical", "load_tcga_cohort"]

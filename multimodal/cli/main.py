@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s")
+    logging.getLogger("numexpr").setLevel(logging.WARNING)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

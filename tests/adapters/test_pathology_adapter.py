@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from multimodal.adapters.base import Adapter
 from multimodal.adapters.pathology import PathologyAdapter, PathologyAdapterConfig
 from multimodal.cohorts.cohort import Cohort
 from multimodal.cohorts.sources import SlideRef, SlideSource
-
 from multimodal.config import from_dict
 from multimodal.errors import ConfigError, InputError
 from multimodal.registry import ADAPTERS

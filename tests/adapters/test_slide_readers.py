@@ -10,6 +10,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from multimodal.adapters.slide_io import (
     detect_format,
     find_patches_h5,
@@ -22,8 +24,6 @@ from multimodal.adapters.slide_io import (
     read_trident_h5,
     synthetic_grid,
 )
-from safetensors.torch import save_file
-
 from multimodal.errors import InputError
 
 RNG = np.random.default_rng(1234)
@@ -400,3 +400,9 @@ def test_raw_reads_on_block_layouts(tmp_path: Path, chunks: tuple[int, int] | No
     rows = np.array([0, 5, 6, 63, 64, 65, 500, 998, 999])
     assert np.array_equal(bag.read(rows), x[rows])
     assert np.array_equal(bag.read_all(chunk=300), x)
+
+
+def test_pt_legacy_serialization_still_loads(tmp_path: Path) -> None:
+    t = torch.randn(6, 3)
+    torch.save(t, tmp_path / "old.pt", _use_new_zipfile_serialization=False)  # cannot be memory-mapped
+    assert np.array_equal(open_slide(tmp_path / "old.pt").read_all(), t.numpy())

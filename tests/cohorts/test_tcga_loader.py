@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+
 from multimodal.cohorts import ClinicalSource, Cohort, OmicsSource
 from multimodal.cohorts.tcga import list_tcga_cohorts, load_mmp_clinical, load_tcga_cohort
-
 from multimodal.errors import InputError
 
 # shared/data/README.md §1a: patients / OS deaths and rna / mut / cnv feature counts

@@ -8,7 +8,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from multimodal.cohorts import ClinicalSource, Cohort, OmicsSource
 
 from multimodal.baselines import (
     RESPONSE_BASELINES,
@@ -18,6 +17,7 @@ from multimodal.baselines import (
     list_baselines,
     make_tabular,
 )
+from multimodal.cohorts import ClinicalSource, Cohort, OmicsSource
 from multimodal.errors import ConfigError, InputError
 from multimodal.metrics import auroc, harrell_c
 

@@ -1,0 +1,32 @@
+"""``multimodal explain --pipeline DIR --manifest M --patient ID --out RESULT_DIR``: the RiskResult JSON only."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from multimodal.cli.common import add_common, echo
+
+EXAMPLE = """example:
+  multimodal explain --pipeline demo_out/pipeline --manifest demo_out/cohort/manifest.yaml \\
+      --patient SYN-0001 --out explain/SYN-0001"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="attributions + modality contributions for one patient (JSON)",
+                       description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pipeline", type=Path, required=True)
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--patient", required=True)
+    p.add_argument("--out", type=Path, required=True, help="output folder (risk_result.json)")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from multimodal.api import report_patient
+
+    paths = report_patient(args.pipeline, args.manifest, args.patient, args.out, overwrite=args.overwrite,
+                           result_only=True)
+    echo(f"risk result: {paths['json']}")
+    return 0
