@@ -62,6 +62,8 @@ class FitResult:
     best_score: float
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: dict[str, Any] | None = None
+    num_processes: int = 1
+    wrapper: str = ""  # the class that wrapped the model for training (DistributedDataParallel under DDP)
 
 
 def make_accelerator(cfg: TrainingConfig, project_dir: Path | None = None, *, cpu: bool | None = None) -> Accelerator:
@@ -77,7 +79,10 @@ def make_accelerator(cfg: TrainingConfig, project_dir: Path | None = None, *, cp
 def _loader(ds: PatientDataset, batch_size: int, *, shuffle: bool, seed: int, cfg: TrainingConfig,
             num_classes: int, time_unit: str) -> tuple[DataLoader, BucketBatchSampler]:
     sampler = BucketBatchSampler(ds.bag_sizes(), batch_size, shuffle=shuffle, seed=seed, bucket_factor=cfg.bucket_factor)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=Collator(num_classes, time_unit), num_workers=cfg.num_workers)
+    # A private generator: creating a DataLoader iterator draws a base seed, which must not consume the global RNG
+    # (dropout, modality dropout), or a resumed run would diverge from an uninterrupted one.
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=Collator(num_classes, time_unit), num_workers=cfg.num_workers,
+                        generator=torch.Generator().manual_seed(seed))
     return loader, sampler
 
 
@@ -251,6 +256,10 @@ def fit_model(
         model.train()
         skip = progress["batch_in_epoch"]
         it = accelerator.skip_first_batches(loader, skip) if skip else loader
+        # Accelerate's loaders re-seed their sampler with their own iteration count at each __iter__; pin it to the
+        # epoch so a resumed run (whose loader objects are new) shuffles exactly like an uninterrupted one.
+        if hasattr(it, "set_epoch"):
+            it.set_epoch(epoch)
         losses: list[float] = []
         bar = tqdm(it, disable=not (cfg.progress and accelerator.is_main_process), desc=f"epoch {epoch}", leave=False)
         for batch in bar:
@@ -301,4 +310,5 @@ def fit_model(
     if best_state is not None:
         net.load_state_dict(best_state)
     accelerator.wait_for_everyone()
-    return FitResult(progress["best_epoch"], progress["best_score"], progress["history"], resumed)
+    return FitResult(progress["best_epoch"], progress["best_score"], progress["history"], resumed,
+                     accelerator.num_processes, type(model).__name__)
