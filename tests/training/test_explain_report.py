@@ -1,0 +1,209 @@
+"""Explanations through the model's own forward, and the per-patient / cohort reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TRAIN_OVERRIDES
+from multimodal.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def trained(small_cohort, demo_config, tmp_path_factory):
+    """A small pipeline trained on the synthetic cohort (all four modalities)."""
+    from multimodal.cohorts.cohort import Cohort
+    from multimodal.pipeline import Pipeline
+
+    out = tmp_path_factory.mktemp("pipe") / "p"
+    args = ["train", str(demo_config), "--out", str(out), "--set", f"data.manifest={small_cohort}"]
+    for o in [*TRAIN_OVERRIDES, "training.epochs=3"]:
+        args += ["--set", o]
+    assert main(args) == 0
+    return Pipeline.from_pretrained(out), Cohort.from_manifest(small_cohort), out
+
+
+def _full_patient(cohort) -> str:
+    return next(p for p in cohort.patient_ids if all(cohort.has(m, p) for m in cohort.modalities))
+
+
+def _batch(pipe, cohort, pid):
+    from multimodal.data import PatientDataset, collate_patients
+
+    pipe.bind(cohort)
+    return collate_patients([PatientDataset(cohort, pipe.adapters, [pid])[0]])
+
+
+def test_wrapper_output_equals_model(trained):
+    from multimodal.explain import BatchForward
+
+    pipe, cohort, _ = trained
+    b = _batch(pipe, cohort, _full_patient(cohort))
+    pipe.model.eval()
+    fwd = BatchForward(pipe.model, b)
+    with torch.no_grad():
+        assert torch.equal(fwd(*fwd.inputs()), pipe.model(b).risk)
+        assert torch.equal(fwd.plain(), pipe.model(b).risk)
+
+
+def test_integrated_gradients_completeness_within_one_percent(trained):
+    from multimodal.explain import integrated_gradients
+
+    pipe, cohort, _ = trained
+    pid = _full_patient(cohort)
+    r = integrated_gradients(pipe.model, _batch(pipe, cohort, pid), n_steps=64)
+    assert set(r.tokens) == set(pipe.adapters)  # every modality gets per-token attributions
+    total = sum(t.scores.sum() for t in r.tokens.values())
+    assert abs(total - (r.f_x - r.f_baseline)) <= 0.01 * abs(r.f_x - r.f_baseline) + 1e-6
+    assert r.completeness_error < 0.01
+
+
+def test_shapley_sums_and_missing_modality_is_zero(trained):
+    from multimodal.explain import modality_shapley
+
+    pipe, cohort, _ = trained
+    pid = _full_patient(cohort)
+    s = modality_shapley(pipe.model, _batch(pipe, cohort, pid))
+    assert sum(s["values"].values()) == pytest.approx(s["f_all"] - s["f_none"], abs=1e-5)
+    lacking = next((p for p in cohort.patient_ids if not cohort.has("pathology", p)), None)
+    if lacking is not None:
+        s2 = modality_shapley(pipe.model, _batch(pipe, cohort, lacking))
+        assert s2["values"]["pathology"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_patient_report_contents(trained, small_cohort, tmp_path):
+    pipe, cohort, pdir = trained
+    pid = _full_patient(cohort)
+    out = tmp_path / "rep"
+    assert main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient", pid,
+                 "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    for needle in ('id="risk-figure"', 'id="survival-curve"', 'id="contributions"', "RESEARCH USE ONLY",
+                   "Data cut-off", "not causal", "data:image/png;base64,"):
+        assert needle in html
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    # no other patient's identifier; this patient's own id shows only inside slide file ids (needed to open them)
+    for other in cohort.patient_ids:
+        if other != pid:
+            assert other not in html
+    assert pid not in html.replace(f"{pid}_slide", "")
+    res = json.loads((out / "risk_result.json").read_text())
+    assert res["schema_version"] == 1 and res["patient"]["pseudonym"].startswith("PT-")
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    # the same output folder is not overwritten without --overwrite
+    assert main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient", pid,
+                 "--out", str(out)]) == 2
+
+
+def test_unknown_patient_is_a_clear_error(trained, small_cohort, tmp_path, capsys):
+    _, _, pdir = trained
+    rc = main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient", "../../etc/passwd",
+               "--out", str(tmp_path / "r")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "../../etc/passwd" in err and "unknown patient" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_hostile_strings_are_escaped_and_stay_inside_out_dir(tmp_path):
+    """Patient ids and data values with markup and path parts render as text; files stay in the output folder."""
+    from multimodal.cohorts.cohort import Cohort
+    from multimodal.cohorts.sources import ClinicalSource
+    from multimodal.explain.risk import explain_patient
+    from multimodal.pipeline import ModelConfig, Pipeline
+    from multimodal.registry import create_adapter
+    from multimodal.report.patient import write_patient_report
+    from multimodal.training import TrainingConfig
+
+    evil = ['<script>alert(1)</script>', '../../etc/passwd', 'a"b\'c', "P4", "P5", "P6", "P7", "P8", "P9", "P10"]
+    rng = np.random.default_rng(0)
+    pats = pd.DataFrame({"time": rng.uniform(1, 100, 10), "event": [True, False] * 5}, index=evil)
+    clin = pd.DataFrame({"grade": ['<img src=x onerror=alert(1)>', "2", "3"] * 3 + ["2"],
+                         "age": rng.normal(60, 5, 10)}, index=evil)
+    cohort = Cohort("x<b>y</b>", pats, {"clinical": ClinicalSource(clin, categorical=("grade",), numeric=("age",))})
+    ad = create_adapter("clinical", min_category_count=1)
+    pipe, _ = Pipeline.fit(cohort, evil[:8], val_ids=evil[8:], adapters={"clinical": ad},
+                           model_config=ModelConfig(d_model=16, num_latents=2, depth=1, num_heads=2),
+                           training=TrainingConfig(epochs=1, batch_size=4, progress=False))
+    out = tmp_path / "out"
+    res = explain_patient(pipe, cohort, evil[0], mc_samples=2, n_steps=8)
+    write_patient_report(res, out, pdf=False)
+    html = (out / "report.html").read_text()
+    assert "<script>" not in html and "<img src=x" not in html and "<b>y</b>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html or "grade=&lt;" in html
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["report.html", "risk_result.json"]
+    for pid in evil:  # no raw patient id in the report
+        if len(pid) > 3:
+            assert pid not in html
+
+
+def test_cohort_report(small_cohort, demo_config, tmp_path):
+    run = tmp_path / "run"
+    args = ["cv", str(demo_config), "--out", str(run), "--set", f"data.manifest={small_cohort}"]
+    for o in [*TRAIN_OVERRIDES, "evaluation.folds=2", "evaluation.ablations=false", "evaluation.baselines=[coxph_clinical]"]:
+        args += ["--set", o]
+    assert main(args) == 0
+    out = tmp_path / "cr"
+    assert main(["cohort-report", str(run), "--out", str(out)]) == 0
+    html = (out / "cohort_report.html").read_text()
+    for needle in ('id="km"', "log-rank", 'id="folds"', "coxph_clinical", "at risk"):
+        assert needle in html
+    assert (out / "cohort_report.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package 'chromium' not installed (.ci/run installs it)")
+def test_report_in_headless_chromium(trained, small_cohort, tmp_path):
+    pw = pytest.importorskip("playwright.sync_api")
+    _, cohort, pdir = trained
+    out = tmp_path / "rep"
+    assert main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient",
+                 _full_patient(cohort), "--out", str(out)]) == 0
+    console_errors, requests = [], []
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        for sel in ("#risk-figure", "#survival-curve img", "#contributions img"):
+            assert page.locator(sel).first.is_visible(), sel
+        imgs_ok = page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        shot = tmp_path / "shot.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert console_errors == []
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    assert imgs_ok
+    from PIL import Image
+
+    im = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert im.std() > 10  # not blank
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) not installed")
+def test_pdf_pages_are_not_blank(trained, small_cohort, tmp_path):
+    import subprocess
+
+    from PIL import Image
+
+    _, cohort, pdir = trained
+    out = tmp_path / "rep"
+    assert main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient",
+                 _full_patient(cohort), "--out", str(out)]) == 0
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(out / "report.pdf"), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page*.png"))
+    assert pages
+    for pg in pages:
+        assert np.asarray(Image.open(pg).convert("L"), dtype=float).std() > 5
