@@ -124,7 +124,7 @@ class Adapter(ABC):
 
     def save(self, directory: str | Path) -> None:
         """Write ``adapter.json`` + ``adapter.safetensors`` into ``directory``."""
-        from multimodal.io import write_json_atomic, atomic_path
+        from multimodal.io import atomic_path, write_json_atomic
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)

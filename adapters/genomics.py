@@ -32,12 +32,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import torch
+
 from multimodal.adapters.base import Adapter, StreamSpec, empty_stream
 from multimodal.adapters.genesets import GeneSet, read_gene_sets, resolve_gene_set_path
 from multimodal.adapters.omics_io import DATATYPES, load_omics_tables
 from multimodal.cohorts.cohort import Cohort
 from multimodal.cohorts.sources import OmicsSource
-
 from multimodal.errors import ConfigError, InputError
 from multimodal.io import sha256_file
 from multimodal.registry import register_adapter

@@ -24,8 +24,8 @@ from typing import IO
 
 import numpy as np
 import pandas as pd
-from multimodal.cohorts.sources import OmicsSource
 
+from multimodal.cohorts.sources import OmicsSource
 from multimodal.errors import InputError
 
 DATATYPES = ("rna", "mut", "cnv")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from multimodal.cohorts.cohort import EVENT, PREDICTION_TIME, RESPONSE, TIME, TREATMENT, Cohort, Fold
 from multimodal.cohorts.manifest import (
     MODALITY_SPECS,
@@ -35,7 +36,6 @@ from multimodal.cohorts.manifest import (
     parse_manifest,
 )
 from multimodal.cohorts.sources import ClinicalSource, MedsSource, ModalitySource, OmicsSource, SlideRef, SlideSource
-
 from multimodal.config import from_dict, load_yaml
 from multimodal.errors import InputError, Problem
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from multimodal.cohorts.cohort import Cohort, Fold
 
+from multimodal.cohorts.cohort import Cohort, Fold
 from multimodal.errors import InputError, Problem
 
 logger = logging.getLogger(__name__)

@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+
 from multimodal.cohorts.manifest import DAYS_PER_UNIT
 from multimodal.cohorts.synthetic_ehr import CAUSAL_LAB, EhrSubject, write_meds
 from multimodal.cohorts.synthetic_model import (
@@ -60,7 +61,6 @@ from multimodal.cohorts.synthetic_model import (
 )
 from multimodal.cohorts.synthetic_omics import make_panel, write_expression, write_gmt, write_mutations
 from multimodal.cohorts.synthetic_pathology import SlideRecord, cluster_centres, plan_slides, write_slide
-
 from multimodal.config import to_dict
 from multimodal.errors import ConfigError
 from multimodal.io import atomic_dir

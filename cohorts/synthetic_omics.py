@@ -13,6 +13,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+
 from multimodal.cohorts.synthetic_model import CAUSAL_GENE, DRIVER_GENES, OTHER_NAMED_GENES
 
 NB_DISPERSION = 0.1

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from multimodal.cohorts.loading import ProblemLog, ResolvedManifest, resolve_manifest
 from multimodal.cohorts.sources import MedsSource, OmicsSource, SlideRef, SlideSource
-
 from multimodal.errors import InputError, Problem
 
 #: Rows of a slide's feature matrix checked for NaN/inf: the first and the last half of this many.

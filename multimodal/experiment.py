@@ -120,7 +120,6 @@ def load_cohort(data: DataConfig, *, base: Path | None = None):  # -> Cohort
 
 def make_adapters(cfg: ExperimentConfig, only: Sequence[str] | None = None) -> dict[str, Any]:
     """Fresh (unfitted) adapters for the enabled modalities (or the subset ``only``)."""
-    from multimodal.registry import create_adapter
 
     enabled = cfg.adapters.enabled()
     names = list(only) if only is not None else list(enabled)

@@ -303,7 +303,7 @@ class Study:
 
     def _summarize(self, per_method: dict[str, list[dict[str, Any]]], preds: pd.DataFrame, folds: list[Fold],
                    oracle: dict[str, Any] | None) -> dict[str, Any]:
-        from multimodal.metrics import bootstrap_ci, harrell_c, summarize_folds
+        from multimodal.metrics import harrell_c, summarize_folds
 
         keys = RESPONSE_KEYS if self.config.task == "response" else SURVIVAL_KEYS
         n_boot = self.config.evaluation.bootstrap

@@ -3,8 +3,8 @@
 from transformers import AutoConfig, AutoModel
 
 from multimodal.model.configuration import MultimodalConfig
-from multimodal.model.heads import CoxHead, DiscreteSurvivalHead, ResponseHead
 from multimodal.model.fusion import LatentCrossAttentionFusion
+from multimodal.model.heads import CoxHead, DiscreteSurvivalHead, ResponseHead
 from multimodal.model.modeling import MultimodalModel, MultimodalOutput
 
 AutoConfig.register(MultimodalConfig.model_type, MultimodalConfig, exist_ok=True)

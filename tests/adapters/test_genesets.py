@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from multimodal.adapters.genesets import (
     GeneSet,
     read_gene_sets,
@@ -14,7 +15,6 @@ from multimodal.adapters.genesets import (
     read_signature_csv,
     resolve_gene_set_path,
 )
-
 from multimodal.errors import InputError
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from multimodal.adapters.base import Adapter
 from multimodal.adapters.genomics import GenomicsAdapter, GenomicsAdapterConfig
 from multimodal.adapters.omics_io import read_cnv, read_expression, read_maf
 from multimodal.cohorts import Cohort, OmicsSource
-
 from multimodal.config import from_dict
 from multimodal.errors import ConfigError, InputError
 from multimodal.registry import create_adapter, list_adapters

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 from fixtures_cohort import DIM, PATIENTS, SUBJECT, TinyCohort, write_trident_h5
+
 from multimodal.cohorts import ClinicalSource, Cohort, MedsSource, OmicsSource, SlideSource
 from multimodal.cohorts.loading import resolve_manifest
 from multimodal.cohorts.validate import validate_manifest
-
 from multimodal.errors import InputError
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from fixtures_cohort import PATIENTS, TinyCohort
+
 from multimodal.cohorts import Cohort, Fold, SlideRef, SlideSource
 from multimodal.cohorts.splits import cohort_folds, inner_split, read_split_files, stratified_kfold
-
 from multimodal.errors import InputError
 
 

@@ -15,6 +15,8 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+
+from multimodal.cli.main import main
 from multimodal.cohorts.manifest import parse_manifest
 from multimodal.cohorts.synthetic import (
     SyntheticConfig,
@@ -25,8 +27,6 @@ from multimodal.cohorts.synthetic import (
     patch_labels,
 )
 from multimodal.cohorts.synthetic_model import PHENOTYPES, harrell_c, survival_prob
-
-from multimodal.cli.main import main
 from multimodal.config import from_dict, load_yaml
 from multimodal.errors import ConfigError, InputError
 

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from fixtures_cohort import DIM, TinyCohort, write_trident_h5
-from multimodal.cohorts.cohort import Cohort
-from multimodal.cohorts.validate import validate_manifest
 
 from multimodal.cli.main import main
+from multimodal.cohorts.cohort import Cohort
+from multimodal.cohorts.validate import validate_manifest
 from multimodal.errors import InputError, Problem
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import TRAIN_OVERRIDES
+
 from multimodal.cli.main import main
 
 

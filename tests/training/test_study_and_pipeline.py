@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import TRAIN_OVERRIDES
+
 from multimodal.cli.main import main
 
 
