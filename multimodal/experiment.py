@@ -54,7 +54,7 @@ class AdaptersConfig:
 class DataConfig:
     """Where the cohort comes from: a manifest, or a TCGA table layout under ``root`` with a cohort name."""
 
-    layout: Literal["manifest", "tcga"] = "manifest"
+    layout: Literal["manifest", "tcga", "tcga_response"] = "manifest"
     manifest: str | None = None
     root: str | None = None
     cohort: str | None = None
@@ -111,7 +111,11 @@ def load_cohort(data: DataConfig, *, base: Path | None = None):  # -> Cohort
             raise ConfigError("data.manifest is required with layout 'manifest'", field="data.manifest")
         return Cohort.from_manifest(resolve(data.manifest))
     if not data.root or not data.cohort:
-        raise ConfigError("data.root and data.cohort are required with layout 'tcga'", field="data.root")
+        raise ConfigError(f"data.root and data.cohort are required with layout {data.layout!r}", field="data.root")
+    if data.layout == "tcga_response":
+        from multimodal.cohorts.tcga_response import load_tcga_response_cohort
+
+        return load_tcga_response_cohort(resolve(data.root), data.cohort)
     from multimodal.cohorts.tcga import load_tcga_cohort
 
     splits = None if data.splits == "kfold" else ("porpoise" if data.splits == "auto" else data.splits)
