@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from multimodal.cohorts.cohort import Cohort
-from multimodal.errors import InputError
+from multimodal.errors import ConfigError, InputError, IntegrityError, MultimodalError, Problem
 from multimodal.io import atomic_path
+
+if TYPE_CHECKING:
+    from multimodal.experiment import ExperimentConfig
+    from multimodal.pipeline import Pipeline
 
 
 def train_pipeline(
@@ -28,6 +35,7 @@ def train_pipeline(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError("output exists and is not empty", file=out, hint="choose a new --out or pass --overwrite")
     cfg = load_experiment(config, overrides)
+    check_experiment(cfg, config)
     cohort = load_cohort(cfg.data)
     ids = cohort.patient_ids
     if cfg.task == "response":
@@ -56,13 +64,18 @@ def _isna(v: object) -> bool:
 def predict_to_parquet(pipeline: str | Path, manifest: str | Path, out: str | Path, *, batch_size: int = 8,
                        chunk: int = 512, overwrite: bool = False) -> int:
     """Stream predictions for every patient of ``manifest`` into ``out`` (parquet), chunk by chunk (flat memory)."""
-    from multimodal.pipeline import Pipeline
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError("output exists", file=out, hint="choose a new --out or pass --overwrite")
-    pipe = Pipeline.from_pretrained(pipeline)
+    if out.is_dir():
+        raise InputError("output is a folder; predictions go to a parquet file", file=out,
+                         hint="give a file name, e.g. --out preds.parquet")
+    for name, v in (("--batch-size", batch_size), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InputError(f"expected a positive integer, got {v!r}", field=name)
+    pipe = load_pipeline(pipeline)
     cohort = Cohort.from_manifest(manifest)
+    check_compatible(pipe, cohort, manifest)
     ids = cohort.patient_ids
     writer = None
     with atomic_path(out) as tmp:
@@ -120,13 +133,14 @@ def report_patient(pipeline_dir: str | Path, manifest: str | Path, patient_id: s
     """
     from multimodal.explain.risk import explain_patient
     from multimodal.io import atomic_dir, write_text_atomic
-    from multimodal.pipeline import Pipeline
     from multimodal.report.patient import write_patient_report
 
-    pipe = Pipeline.from_pretrained(pipeline_dir)
-    cohort = Cohort.from_manifest(manifest)
-    result = explain_patient(pipe, cohort, str(patient_id))
     out = Path(out_dir)
+    _refuse_existing_dir(out, overwrite)
+    pipe = load_pipeline(pipeline_dir)
+    cohort = Cohort.from_manifest(manifest)
+    check_compatible(pipe, cohort, manifest)
+    result = explain_patient(pipe, cohort, str(patient_id))
     with atomic_dir(out, overwrite=overwrite) as tmp:
         if result_only:
             write_text_atomic(tmp / "risk_result.json", result.to_json())
@@ -144,6 +158,240 @@ def cohort_report(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
     from multimodal.report.cohort import write_cohort_report
 
     out = Path(out_dir)
+    _refuse_existing_dir(out, overwrite)
+    check_run_dir(Path(run_dir))
     with atomic_dir(out, overwrite=overwrite) as tmp:
         write_cohort_report(Path(run_dir), tmp, pdf=pdf)
     return {"html": out / "cohort_report.html", **({"pdf": out / "cohort_report.pdf"} if pdf else {})}
+
+
+# ---- preflight checks: reject bad input before anything is computed or written --------------------------------------
+_RUN_ARTIFACTS = ("folds", "summary.json", "summary.md", "predictions.parquet", "run.json", "config.yaml")
+
+
+def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> None:
+    """Reject values that training, the model or the study would only reject late (after minutes of work), with a
+    raw exception, or never (``training.epochs=-1`` trained nothing). Every problem is reported at once."""
+    import difflib
+
+    from multimodal.baselines import list_baselines
+    from multimodal.registry import list_fusion
+
+    t, m, e = cfg.training, cfg.model, cfg.evaluation
+    problems: list[Problem] = []
+
+    def need(ok: bool, field: str, expected: str, actual: Any) -> None:
+        if not ok:
+            problems.append(Problem(f"expected {expected}, got {actual!r}", file=None if file is None else str(file),
+                                    field=field))
+
+    for name in ("epochs", "batch_size", "grad_accum", "patience", "eval_batch_size", "bucket_factor"):
+        need(getattr(t, name) >= 1, f"training.{name}", "an integer >= 1", getattr(t, name))
+    for name in ("checkpoint_every", "num_workers"):
+        need(getattr(t, name) >= 0, f"training.{name}", "an integer >= 0", getattr(t, name))
+    need(t.lr > 0, "training.lr", "a number > 0", t.lr)
+    need(t.weight_decay >= 0, "training.weight_decay", "a number >= 0", t.weight_decay)
+    need(t.max_grad_norm >= 0, "training.max_grad_norm", "a number >= 0 (0 = no clipping)", t.max_grad_norm)
+    need(0 <= t.warmup_frac <= 1, "training.warmup_frac", "a fraction in [0, 1]", t.warmup_frac)
+    need(0 < t.val_fraction < 1, "training.val_fraction", "a fraction in (0, 1)", t.val_fraction)
+    for name in ("d_model", "depth", "num_heads", "num_latents", "slot_hidden", "ffn_mult", "num_bins"):
+        need(getattr(m, name) >= 1, f"model.{name}", "an integer >= 1", getattr(m, name))
+    need(m.cross_layers >= 0, "model.cross_layers", "an integer >= 0", m.cross_layers)
+    if m.num_heads >= 1 and m.d_model >= 1:
+        need(m.d_model % m.num_heads == 0, "model.d_model", f"a multiple of model.num_heads={m.num_heads}", m.d_model)
+    need(m.cross_queries in ("latents", "all"), "model.cross_queries", "'latents' or 'all'", m.cross_queries)
+    need(m.survival in ("discrete", "cox"), "model.survival", "'discrete' or 'cox'", m.survival)
+    need(0 <= m.dropout < 1, "model.dropout", "a fraction in [0, 1)", m.dropout)
+    need(0 <= m.modality_dropout < 1, "model.modality_dropout", "a fraction in [0, 1)", m.modality_dropout)
+    need(0 <= m.alpha <= 1, "model.alpha", "a fraction in [0, 1]", m.alpha)
+    need(m.survival_weight >= 0 and m.response_weight >= 0, "model.survival_weight",
+         "non-negative loss weights", (m.survival_weight, m.response_weight))
+    fusions = list_fusion()
+    if m.fusion not in fusions:
+        close = difflib.get_close_matches(m.fusion, fusions, n=1)
+        problems.append(Problem(f"unknown fusion block {m.fusion!r}", file=None if file is None else str(file),
+                                field="model.fusion", hint=(f"did you mean {close[0]!r}? " if close else "")
+                                + f"available: {', '.join(fusions)}"))
+    need(e.folds >= 2, "evaluation.folds", "an integer >= 2", e.folds)
+    need(e.max_folds >= 0, "evaluation.max_folds", "an integer >= 0 (0 = all folds)", e.max_folds)
+    need(e.bootstrap >= 0, "evaluation.bootstrap", "an integer >= 0", e.bootstrap)
+    need(all(h > 0 for h in e.horizons), "evaluation.horizons", "positive times", list(e.horizons))
+    need(e.calibration_horizon is None or e.calibration_horizon > 0, "evaluation.calibration_horizon",
+         "a positive time", e.calibration_horizon)
+    kind = "response" if cfg.task == "response" else "survival"
+    valid = list_baselines(kind)
+    for i, b in enumerate(e.baselines):
+        if b not in valid:
+            close = difflib.get_close_matches(b, valid, n=1)
+            problems.append(Problem(f"unknown {kind} baseline {b!r}", file=None if file is None else str(file),
+                                    field=f"evaluation.baselines[{i}]",
+                                    hint=(f"did you mean {close[0]!r}? " if close else "") + f"available for task "
+                                    f"{cfg.task!r}: {', '.join(valid)}"))
+    if problems:
+        raise ConfigError(problems=problems)
+
+
+def _refuse_existing_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError("output exists and is a file; this command writes a folder", file=out,
+                         hint="choose a new --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError("output exists and is not empty", file=out, hint="choose a new --out or pass --overwrite")
+
+
+def _is_run_dir(out: Path) -> bool:
+    return (out / "config.yaml").is_file() and (out / "folds").is_dir()
+
+
+def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = (), overwrite: bool = False,
+           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``multimodal cv``: load and check the experiment and its cohort *before* the run folder is touched, then run
+    the study (resuming finished folds when the folder holds an unfinished run of the same config and inputs).
+
+    ``overwrite`` starts the run over: the previous run's files are removed first (a different config must never
+    reuse the folds of another one).
+    """
+    import yaml
+
+    from multimodal.config import to_dict
+    from multimodal.experiment import load_cohort, load_experiment
+    from multimodal.study import Study
+
+    out = Path(out)
+    cfg = load_experiment(config, overrides)
+    check_experiment(cfg, config)
+    cfg_yaml = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    if out.exists() and not out.is_dir():
+        raise InputError("output exists and is a file; 'cv' writes a run folder", file=out, hint="choose a new --out")
+    resuming = False
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        if not _is_run_dir(out):
+            raise InputError("output exists and is not a run directory", file=out,
+                             hint="choose a new --out or pass --overwrite")
+        if (out / "config.yaml").read_text() != cfg_yaml:
+            raise InputError("run directory holds a run of a different config", file=out / "config.yaml",
+                             hint="choose a new --out, or pass --overwrite to start over")
+        resuming = True
+    cohort = load_cohort(cfg.data)
+    if resuming:
+        _check_inputs_unchanged(out, cohort)
+    if overwrite and out.is_dir():
+        for name in _RUN_ARTIFACTS:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    return Study(cfg, cohort=cohort).run(out, overwrite=overwrite, progress=progress)
+
+
+def _check_inputs_unchanged(out: Path, cohort: Cohort) -> None:
+    """A resumed run must see the same input files as its finished folds did (sha256 recorded in run.json)."""
+    from multimodal.provenance import input_fingerprints
+
+    rec_path = out / "run.json"
+    try:
+        recorded = {r["path"]: r["sha256"] for r in json.loads(rec_path.read_text()).get("inputs", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # no usable record (the run never got past its start): nothing finished to protect
+    now = {r["path"]: r["sha256"] for r in input_fingerprints(cohort)}
+    changed = sorted(p for p in recorded.keys() & now.keys() if recorded[p] != now[p])
+    added, removed = sorted(now.keys() - recorded.keys()), sorted(recorded.keys() - now.keys())
+    if changed or added or removed:
+        first = (changed or added or removed)[0]
+        what = "changed" if changed else ("is new" if added else "is gone")
+        n = len(changed) + len(added) + len(removed)
+        raise InputError(f"input file {what} since this run started ({n} input file(s) differ); finished folds "
+                         "were computed on the old data", file=first, field="inputs",
+                         hint="pass --overwrite to start the run over, or restore the inputs")
+
+
+def load_pipeline(directory: str | Path) -> Pipeline:
+    """:meth:`Pipeline.from_pretrained` with the checks it lacks: ``pipeline.json`` must be readable and its checksum
+    list must cover every file the loader reads (a removed entry must not switch verification off), and any failure
+    while loading becomes a clear error naming the folder."""
+    from multimodal import __version__
+    from multimodal.pipeline import Pipeline
+
+    d = Path(directory)
+    meta_path = d / "pipeline.json"
+    if not meta_path.is_file():
+        raise InputError("not a pipeline directory (pipeline.json missing)", file=d,
+                         hint="pass the folder written by 'multimodal train'")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise IntegrityError(f"{meta_path}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise IntegrityError(f"{meta_path}: not a pipeline description (a JSON object is expected)")
+    sums, mods = meta.get("sha256"), meta.get("modalities")
+    if not isinstance(sums, dict) or not sums:
+        raise IntegrityError(f"{meta_path}: no checksum list ('sha256'); the pipeline cannot be verified")
+    if not isinstance(mods, list) or not all(isinstance(x, str) for x in mods):
+        raise IntegrityError(f"{meta_path}: 'modalities' is not a list of names")
+    for mod in mods:
+        if mod in ("", ".", "..") or "/" in mod or "\\" in mod:
+            raise IntegrityError(f"{meta_path}: modality name {mod!r} is not a plain name")
+    listed = set(sums)
+    read = ["model/config.json", "model/model.safetensors"]
+    read += [f"adapters/{m}/{f}" for m in mods for f in ("adapter.json", "adapter.safetensors")]
+    present = [str(p.relative_to(d)) for sub in ("model", "adapters") if (d / sub).is_dir()
+               for p in sorted((d / sub).rglob("*")) if p.is_file()]
+    unlisted = [r for r in [*read, *present] if r not in listed]
+    if unlisted:
+        raise IntegrityError(f"{d / unlisted[0]}: not covered by the checksum list of {meta_path} "
+                             "(files were added or pipeline.json was edited)")
+    try:
+        return Pipeline.from_pretrained(d)
+    except MultimodalError:
+        raise
+    except Exception as exc:  # checksums matched, so the files are as written: a version or format problem
+        raise InputError(f"cannot load the pipeline: {type(exc).__name__}: {exc}", file=d,
+                         hint=f"it was written by precision-multimodal {meta.get('package_version')} / torch "
+                         f"{meta.get('torch_version')}; re-train it with this version ({__version__})") from exc
+
+
+def check_compatible(pipe: Pipeline, cohort: Cohort, manifest: str | Path) -> None:
+    """The cohort must encode what the model conditions on the way the training cohort did."""
+    want = [str(a) for a in pipe.metadata.get("treatment_arms") or []]
+    have = [str(a) for a in cohort.treatment_arms]
+    if want and have and (len(have) > len(want) or have != want[: len(have)]):
+        raise InputError(f"treatment arms {have} do not match the pipeline's {want} (arm codes are positions in "
+                         "this list, so a different order silently swaps arms)", file=manifest,
+                         field="patients.treatment_arms",
+                         hint=f"list the arms as the pipeline does: {want}")
+    unit = pipe.metadata.get("time_unit")
+    if unit and cohort.time_unit != unit:
+        raise InputError(f"time unit {cohort.time_unit!r} differs from the pipeline's {unit!r}", file=manifest,
+                         field="patients.time_unit", hint=f"give times in {unit} (survival bins are in {unit})")
+
+
+def check_run_dir(run: Path) -> dict[str, Any]:
+    """The parts of a ``multimodal cv`` run folder that reports read, checked; returns the summary."""
+    import pyarrow.parquet as pq
+
+    hint = "pass the --out folder of a finished 'multimodal cv' run (re-running the same command finishes it)"
+    s = run / "summary.json"
+    if not s.is_file():
+        raise InputError("not a finished cv run directory (summary.json missing)", file=run, hint=hint)
+    try:
+        summary = json.loads(s.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"unreadable JSON ({exc})", file=s, hint="re-run 'multimodal cv' with --overwrite") from exc
+    methods = summary.get("methods") if isinstance(summary, dict) else None
+    if not isinstance(methods, dict) or not methods:
+        raise InputError("not a study summary (no 'methods')", file=s, field="methods", hint=hint)
+    for name, m in methods.items():
+        if not (isinstance(m, dict) and isinstance(m.get("folds"), list) and isinstance(m.get("mean"), dict)):
+            raise InputError(f"method {name!r} lacks 'folds'/'mean'", file=s, field=f"methods.{name}", hint=hint)
+    p = run / "predictions.parquet"
+    if not p.is_file():
+        raise InputError("predictions missing", file=p, hint=hint)
+    try:
+        cols = set(pq.read_schema(p).names)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise InputError(f"unreadable parquet ({type(exc).__name__}: {exc})", file=p, hint=hint) from exc
+    need = {"method", "fold", "patient_id", "risk", "time", "event"}
+    if need - cols:
+        raise InputError(f"lacks column(s) {sorted(need - cols)}", file=p, field=sorted(need - cols)[0], hint=hint)
+    return summary

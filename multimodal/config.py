@@ -39,13 +39,17 @@ def _coerce(value: Any, tp: Any, where: str, file: str | None) -> Any:
             if type(None) in args:
                 return None
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        candidates = [a for a in args if a is not type(None)]
+        for arg in candidates:
             try:
                 return _coerce(value, arg, where, file)
             except ConfigError as exc:
                 errors.append(exc)
+        # Optional[X] (one candidate) or a mapping given to a union with one dataclass member: the member's own error
+        # (e.g. an unknown key with its did-you-mean) is more useful than "expected X | None".
+        section = [e for a, e in zip(candidates, errors, strict=True) if dataclasses.is_dataclass(a)]
+        if len(errors) == 1 or (isinstance(value, Mapping) and len(section) == 1):
+            raise (errors[0] if len(errors) == 1 else section[0])
         raise ConfigError(
             f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}", file=file, field=where
         )

@@ -24,11 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from multimodal.api import cohort_report
 
-    if not (args.run / "summary.json").is_file():
-        from multimodal.errors import InputError
-
-        raise InputError("not a cv run directory (summary.json missing)", file=args.run,
-                         hint="pass the --out folder of 'multimodal cv'")
     for k, v in cohort_report(args.run, args.out, overwrite=args.overwrite, pdf=not args.no_pdf).items():
         echo(f"{k}: {v}")
     return 0

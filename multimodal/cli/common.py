@@ -20,3 +20,14 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 def echo(msg: str) -> None:
     print(msg, file=sys.stdout, flush=True)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a usage error, exit 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value

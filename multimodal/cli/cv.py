@@ -10,7 +10,7 @@ from multimodal.cli.common import add_common, add_config_args, echo
 EXAMPLE = """example:
   multimodal cv configs/demo.yaml --out runs/demo --set training.epochs=10
   multimodal cv configs/tcga_blca.yaml --out runs/blca --set data.root=../shared/data
-  (re-running the same command resumes: finished folds are kept)"""
+  (re-running the same command resumes: finished folds are kept; --overwrite starts over)"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,11 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from multimodal.experiment import load_experiment
-    from multimodal.study import Study, summary_markdown
+    from multimodal.api import run_cv
+    from multimodal.study import summary_markdown
 
-    cfg = load_experiment(args.config, args.overrides)
-    summary = Study(cfg).run(args.out, overwrite=args.overwrite, progress=echo)
+    summary = run_cv(args.config, args.out, overrides=args.overrides, overwrite=args.overwrite, progress=echo)
     echo("")
     echo(summary_markdown(summary))
     echo(f"outputs: {args.out}/summary.json, {args.out}/summary.md, {args.out}/predictions.parquet")

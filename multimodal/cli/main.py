@@ -12,7 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from multimodal.errors import InputError, MultimodalError
+from multimodal.errors import InputError, IntegrityError, MultimodalError
+
+INTEGRITY_HINT = ("a file changed after it was written (truncated, edited or replaced); nothing from it was used: "
+                  "restore the folder from a trusted copy or re-create it (e.g. re-run the command that wrote it)")
 
 COMMANDS = ("synth", "validate", "train", "cv", "predict", "explain", "report", "cohort_report", "env")
 
@@ -61,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MultimodalError as exc:
         if debug:
             raise
-        kind = "error" if isinstance(exc, InputError) else "failed"
-        print(f"multimodal {args.command}: {kind}: {exc}", file=sys.stderr)
-        if not debug:
-            print("(run with --debug for a traceback)", file=sys.stderr) if not isinstance(exc, InputError) else None
+        if isinstance(exc, InputError):
+            print(f"multimodal {args.command}: error: {exc}", file=sys.stderr)
+        elif isinstance(exc, IntegrityError):
+            print(f"multimodal {args.command}: error: {exc}\n  {INTEGRITY_HINT}", file=sys.stderr)
+        else:
+            print(f"multimodal {args.command}: failed: {exc}\n(run with --debug for a traceback)", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # an unexpected failure: still no bare traceback unless --debug
         if debug:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multimodal.cli.common import add_common, echo
+from multimodal.cli.common import add_common, echo, positive_int
 
 EXAMPLE = """example:
   multimodal predict --pipeline pipelines/demo --manifest new_cohort/manifest.yaml --out preds.parquet"""
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline", type=Path, required=True, help="pipeline directory written by 'multimodal train'")
     p.add_argument("--manifest", type=Path, required=True, help="cohort manifest of the patients to predict")
     p.add_argument("--out", type=Path, required=True, help="output parquet file")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="patients per forward pass")
     add_common(p)
     p.set_defaults(func=run)
 

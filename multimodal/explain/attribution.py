@@ -42,7 +42,7 @@ class AttributionResult:
 
 def integrated_gradients(
     model: MultimodalModel, batch: Batch, *, target: str = "risk", arm: int | None = None, n_steps: int = 64,
-    internal_batch_size: int | None = None, response_class: int = -1,
+    internal_batch_size: int | None = None, response_class: int = -1, embed_modalities: tuple[str, ...] | str = "patches",
 ) -> AttributionResult:
     """IG over every modality of a single-patient batch, through the model's own forward.
 
@@ -52,7 +52,8 @@ def integrated_gradients(
         msg = f"integrated_gradients: expected a single-patient batch, got {batch.batch_size}"
         raise ValueError(msg)
     model.eval()
-    fwd = BatchForward(model, batch, target=target, arm=arm, response_class=response_class)
+    fwd = BatchForward(model, batch, target=target, arm=arm, response_class=response_class,
+                       embed_modalities=embed_modalities)
     if not fwd.slots:
         return AttributionResult({}, float(fwd.plain()), float(fwd.plain()), 0.0)
     inputs, baselines = fwd.inputs(), fwd.baselines()
@@ -78,7 +79,7 @@ def integrated_gradients(
     return AttributionResult(tokens, f_x, f_b, float(delta.sum()))
 
 
-def _masked(batch: Batch, keep: set[str]) -> Batch:
+def _masked(batch: Batch, keep: set[str]) -> Batch:  # a modality outside ``keep`` takes the missing path
     streams = {}
     for m, s in batch.streams.items():
         streams[m] = s if m in keep else replace(s, mask=torch.zeros_like(s.mask))
@@ -88,11 +89,13 @@ def _masked(batch: Batch, keep: set[str]) -> Batch:
 @torch.no_grad()
 def modality_shapley(
     model: MultimodalModel, batch: Batch, *, target: str = "risk", arm: int | None = None, response_class: int = -1,
+    token_overrides: dict[str, Tensor] | None = None,
 ) -> dict[str, float | dict[str, float]]:
     """Exact Shapley values of the modalities (2^M forwards) using the model's own missing-modality path.
 
     Returns ``{"values": {modality: phi}, "f_all": f(all), "f_none": f(none)}``; the values sum to f_all − f_none.
-    A modality the patient lacks gets exactly 0.
+    A modality the patient lacks gets exactly 0. ``token_overrides`` (the batch's encoder outputs) may be passed to
+    skip re-encoding: encoders work per token, so masking a modality does not change them.
     """
     model.eval()
     mods = list(model.modalities)
@@ -101,7 +104,7 @@ def modality_shapley(
     for r in range(len(mods) + 1):
         for sub in itertools.combinations(mods, r):
             key = frozenset(sub)
-            out = model(_masked(fwd.batch, set(sub)))
+            out = model(_masked(fwd.batch, set(sub)), token_overrides=token_overrides)
             cache[key] = float(fwd.select(out)[0])
     m_count = len(mods)
     phi = {}

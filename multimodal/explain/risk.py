@@ -37,14 +37,14 @@ def _mc_dropout(model: nn.Module, on: bool) -> None:
 
 
 @torch.no_grad()
-def _mc_predictions(model: nn.Module, batch: Any, samples: int, seed: int) -> list[Any]:
+def _mc_predictions(model: nn.Module, batch: Any, samples: int, seed: int, tokens: dict | None = None) -> list[Any]:
     g = torch.random.get_rng_state()
     torch.manual_seed(seed)
     outs = []
     try:
         _mc_dropout(model, True)
         for _ in range(samples):
-            outs.append(model(batch, per_arm=True))
+            outs.append(model(batch, per_arm=True, token_overrides=tokens))
     finally:
         _mc_dropout(model, False)
         torch.random.set_rng_state(g)
@@ -69,7 +69,8 @@ def explain_patient(
                              time_unit=cohort.time_unit)
     arms = list(meta.get("treatment_arms", []))
     with torch.no_grad():
-        out = model(batch, per_arm=True)
+        tokens = model.encode_tokens(batch)  # encoders are per token and dropout-free: encode once, reuse below
+        out = model(batch, per_arm=True, token_overrides=tokens)
     risk = float(out.risk[0])
     present = {m: bool(v[0]) for m, v in out.present.items()}
     used = [m for m, p in present.items() if p]
@@ -83,7 +84,7 @@ def explain_patient(
         lo, hi = np.quantile(ref, [1 / 3, 2 / 3])
         group = "low" if risk <= lo else ("high" if risk > hi else "intermediate")
 
-    mc = _mc_predictions(model, batch, mc_samples, seed) if mc_samples > 0 else []
+    mc = _mc_predictions(model, batch, mc_samples, seed, tokens) if mc_samples > 0 else []
     time_unit = meta.get("time_unit", cohort.time_unit)
     survival = None
     at_h: list[dict[str, Any]] = []
@@ -125,7 +126,7 @@ def explain_patient(
                          "upper": float(np.quantile(draws, 0.95))})
 
     target = "risk" if cfg.survival != "none" else "response"
-    shap = modality_shapley(model, batch, target=target)
+    shap = modality_shapley(model, batch, target=target, token_overrides=tokens)
     ig = integrated_gradients(model, batch, target=target, n_steps=n_steps)
     evidence = _evidence(batch, ig, top_k)
 

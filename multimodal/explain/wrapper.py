@@ -44,6 +44,9 @@ def repeat_batch(batch: Batch, k: int) -> Batch:
 class BatchForward:
     """Callable ``f(*tensors) -> (B',)`` over a fixed batch for captum.
 
+    Patch bags are attributed at their encoder output by default (``embed_modalities="patches"``): per-patch scores
+    are the same kind of quantity, and each integration step then skips re-projecting tens of thousands of patches.
+
     Args:
         model: the model (eval mode is set by the caller).
         batch: the batch to explain (targets are ignored).
@@ -52,7 +55,7 @@ class BatchForward:
     """
 
     def __init__(self, model: MultimodalModel, batch: Batch, *, target: str = "risk", arm: int | None = None,
-                 response_class: int = -1) -> None:
+                 response_class: int = -1, embed_modalities: tuple[str, ...] | str = "patches") -> None:
         self.model = model
         if arm is not None:
             batch = Batch(streams=batch.streams, patient_ids=batch.patient_ids,
@@ -67,7 +70,10 @@ class BatchForward:
             s = batch.streams.get(m)
             if s is None or not bool(s.mask.any()):
                 continue
-            self.slots.append(InputSlot(m, "features" if s.features is not None else "embedding"))
+            at_embedding = s.features is None or (
+                embed_modalities == "patches" and model.specs[m]["kind"] == "patches"
+            ) or (isinstance(embed_modalities, tuple) and m in embed_modalities)
+            self.slots.append(InputSlot(m, "embedding" if at_embedding else "features"))
 
     def inputs(self) -> tuple[Tensor, ...]:
         with torch.no_grad():

@@ -16,6 +16,8 @@ from multimodal.types import ResponseTarget, SurvivalTarget
 
 Tensor = torch.Tensor
 
+X: dict = {"cox_aux": 0.0}
+
 
 def _mlp(d_model: int, out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_model, out))
@@ -39,7 +41,12 @@ class DiscreteSurvivalHead(nn.Module):
 
     def loss(self, out: dict[str, Tensor], target: SurvivalTarget) -> Tensor:
         bins = discretize_times(target.time.to(self.edges.device), self.edges)
-        return discrete_time_nll(out["hazard_logits"].float(), bins, target.event, alpha=self.alpha)
+        loss = discrete_time_nll(out["hazard_logits"].float(), bins, target.event, alpha=self.alpha)
+        if X["cox_aux"] > 0 and bool(target.event.any()):
+            loss = loss + X["cox_aux"] * neg_partial_log_likelihood(
+                torch.log(nn.functional.softplus(out["hazard_logits"].float()).sum(-1)),
+                target.event, target.time.to(self.edges.device))
+        return loss
 
 
 @register_head("cox")
