@@ -23,6 +23,7 @@ is one row index and one gather.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from multimodal.registry import register_adapter
 from multimodal.types import TokenStream
 
 Datatype = Literal["rna", "mut", "cnv"]
+log = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 
@@ -385,6 +387,13 @@ class GenomicsAdapter(Adapter):
             missing[d] = int(np.isnan(z).sum())
             mat[:, cols] = np.nan_to_num(z, nan=0.0)
         absent = [_label(f) for f in s.features if f[1] not in tables or f[0] not in tables[f[1]].columns]
+        if absent and patients:
+            files = sorted({str(self._origin.get(f[1])) for f in s.features
+                            if f[1] not in tables or f[0] not in tables[f[1]].columns})
+            log.warning("genomics: %d of the %d features the adapter was fitted on are absent from cohort %r "
+                        "(file %s; e.g. %s): every patient gets the training mean for them. Check that the cohort "
+                        "uses the training gene identifiers.", len(absent), len(s.features), cohort.name,
+                        ", ".join(files), ", ".join(absent[:5]))
         self._mat = torch.from_numpy(mat)
         self._rows = {p: i for i, p in enumerate(patients)}
         self._cache_for = cohort

@@ -71,6 +71,14 @@ def make_accelerator(cfg: TrainingConfig, project_dir: Path | None = None, *, cp
     kwargs: dict[str, Any] = {}
     if cpu is not None:
         kwargs["cpu"] = cpu
+    from accelerate.state import AcceleratorState, GradientState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", cfg.mixed_precision) != cfg.mixed_precision:
+        # Accelerate keeps one precision per process; a library user may train in bf16 then predict in fp32 in the
+        # same session. Reset the accelerator-level state only (the process group, if any, is kept).
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
     return Accelerator(
         mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum, project_config=pc, **kwargs
     )
