@@ -388,7 +388,9 @@ class GenomicsAdapter(Adapter):
             mat[:, cols] = np.nan_to_num(z, nan=0.0)
         absent = [_label(f) for f in s.features if f[1] not in tables or f[0] not in tables[f[1]].columns]
         if absent and patients:
-            files = sorted({str(self._origin.get(f[1])) for f in s.features
+            src = self._source(cohort)
+            where = {"rna": src.expression, "mut": src.mutations, "cnv": src.cnv}
+            files = sorted({str(where.get(f[1]) or self._origin.get(f[1])) for f in s.features
                             if f[1] not in tables or f[0] not in tables[f[1]].columns})
             log.warning("genomics: %d of the %d features the adapter was fitted on are absent from cohort %r "
                         "(file %s; e.g. %s): every patient gets the training mean for them. Check that the cohort "

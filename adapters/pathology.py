@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ from multimodal.registry import register_adapter
 from multimodal.types import TokenStream
 
 _STATE_VERSION = 1
-_CACHE_LIMIT = 65536
+_CACHE_LIMIT = 4096  # slide metadata kept (LRU): ~0.5 KB each; enough for a prediction chunk or a training batch
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class PathologyAdapter(Adapter):
         super().__init__(config, **overrides)
         self.config: PathologyAdapterConfig
         self._reset()
-        self._bag_cache: dict[tuple[Any, ...], SlideBag] = {}
+        self._bag_cache: OrderedDict[tuple[Any, ...], SlideBag] = OrderedDict()
 
     def _reset(self) -> None:
         self.encoder: str | None = None
@@ -474,13 +475,14 @@ class PathologyAdapter(Adapter):
         except OSError:
             key = ()
         if key and key in self._bag_cache:
+            self._bag_cache.move_to_end(key)
             return self._bag_cache[key]
         cfg = self.config
         bag = open_slide(p, ref.format, patient_id=ref.patient_id, slide_id=ref.slide_id,
                          default_patch_size_level0=cfg.default_patch_size_level0, patches_dir=cfg.patches_dir)
         if key:
-            if len(self._bag_cache) >= _CACHE_LIMIT:
-                self._bag_cache.clear()
+            while len(self._bag_cache) >= _CACHE_LIMIT:
+                self._bag_cache.popitem(last=False)
             self._bag_cache[key] = bag
         return bag
 

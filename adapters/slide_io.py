@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,8 +157,11 @@ def _row_chunked(ds: h5py.Dataset) -> bool:
 # sampled read costs one call per row. Unfiltered data hold each row's bytes verbatim, so rows can be read straight
 # from the file at their byte offsets, coalescing chunks that lie back to back. The index (runs of adjacent storage)
 # is built once per file (H5Dchunk_iter) and cached by (path, mtime, size); any surprise means "use HDF5".
-_RAW_CACHE: dict[tuple[Any, ...], _RawIndex | None] = {}
+# Least recently used entries go first; bounded both by run-table size and by entry count (each entry also costs
+# ~1 KB of Python objects, so streaming 100k slides through `predict` would otherwise grow memory by ~100 MB).
+_RAW_CACHE: OrderedDict[tuple[Any, ...], _RawIndex | None] = OrderedDict()
 _RAW_CACHE_MAX_RUNS = 4_000_000  # ~96 MB of run tables at most
+_RAW_CACHE_MAX_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,7 @@ def _raw_index(path: Path, ds: h5py.Dataset) -> _RawIndex | None:
         return None
     key = (str(path), st.st_mtime_ns, st.st_size, ds.name)
     if key in _RAW_CACHE:
+        _RAW_CACHE.move_to_end(key)
         return _RAW_CACHE[key]
     try:
         idx = _build_raw_index(ds)
@@ -206,6 +211,8 @@ def _raw_index(path: Path, ds: h5py.Dataset) -> _RawIndex | None:
         idx = None
     if sum(len(v.runs) for v in _RAW_CACHE.values() if v is not None) > _RAW_CACHE_MAX_RUNS:
         _RAW_CACHE.clear()
+    while len(_RAW_CACHE) >= _RAW_CACHE_MAX_ENTRIES:
+        _RAW_CACHE.popitem(last=False)
     _RAW_CACHE[key] = idx
     return idx
 

@@ -273,8 +273,11 @@ def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = ()
                              hint="choose a new --out, or pass --overwrite to start over")
         resuming = True
     cohort = load_cohort(cfg.data)
+    if not (cohort.splits and cfg.data.splits != "kfold") and cfg.evaluation.folds > len(cohort):
+        raise ConfigError(f"cannot make {cfg.evaluation.folds} folds from {len(cohort)} patients", file=config,
+                          field="evaluation.folds", hint="lower evaluation.folds")
     if resuming:
-        _check_inputs_unchanged(out, cohort)
+        _check_inputs_unchanged(out, cohort, cfg)
     if overwrite and out.is_dir():
         for name in _RUN_ARTIFACTS:
             p = out / name
@@ -285,16 +288,19 @@ def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = ()
     return Study(cfg, cohort=cohort).run(out, overwrite=overwrite, progress=progress)
 
 
-def _check_inputs_unchanged(out: Path, cohort: Cohort) -> None:
+def _check_inputs_unchanged(out: Path, cohort: Cohort, config: ExperimentConfig) -> None:
     """A resumed run must see the same input files as its finished folds did (sha256 recorded in run.json)."""
     from multimodal.provenance import input_fingerprints
 
     rec_path = out / "run.json"
+    if not any((out / "folds").glob("fold_*.json")):
+        return  # nothing finished yet: nothing computed on other data
     try:
-        recorded = {r["path"]: r["sha256"] for r in json.loads(rec_path.read_text()).get("inputs", [])}
+        recorded = {str(Path(r["path"]).resolve()): r["sha256"]
+                    for r in json.loads(rec_path.read_text()).get("inputs", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return  # no usable record (the run never got past its start): nothing finished to protect
-    now = {r["path"]: r["sha256"] for r in input_fingerprints(cohort)}
+    now = {str(Path(r["path"]).resolve()): r["sha256"] for r in input_fingerprints(cohort, config=config)}
     changed = sorted(p for p in recorded.keys() & now.keys() if recorded[p] != now[p])
     added, removed = sorted(now.keys() - recorded.keys()), sorted(recorded.keys() - now.keys())
     if changed or added or removed:

@@ -38,7 +38,7 @@ Harrell's c-index (:func:`multimodal.metrics.harrell_c`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from multimodal.errors import InputError
+from multimodal.errors import ConfigError, InputError
 from multimodal.pipeline import ModelConfig
 from multimodal.training import TrainingConfig
 
@@ -70,8 +70,9 @@ class MultimodalSurvivalEstimator(BaseEstimator):
             event) is held out for early stopping; 0 trains on every row and keeps the last epoch.
         seed: seed of the inner split, the initialisation and the data order.
         top_k_genes: gene tokens of the genomics adapter when ``X`` is a DataFrame with omics columns.
-        categorical, numeric: clinical columns of a DataFrame ``X`` to treat as categorical / numeric (the rest is
-            inferred from the dtypes).
+        categorical, numeric: clinical columns of a DataFrame ``X`` to treat as categorical / numeric (e.g. a 0/1
+            or integer-coded column as categorical); every other column is typed by its dtype (numbers numeric;
+            strings, categories and booleans categorical; dates left out).
         time_unit: unit of the times in ``y`` (recorded in the model; ``days``, ``weeks``, ``months`` or ``years``).
         cohort: a :class:`~multimodal.cohorts.Cohort` or a manifest path; set it to pass patient ids as ``X``.
         adapters: optional ``{modality: adapter config}`` (e.g. ``{"genomics": GenomicsAdapterConfig(...)}``)
@@ -148,19 +149,38 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         kw = {k: getattr(self, k) for k in _TRAIN_KEYS if hasattr(self, k) and k != "progress"}
         return TrainingConfig(**kw, progress=bool(self.verbose), eval_batch_size=max(8, int(self.batch_size)))
 
+    def check_params(self) -> None:
+        """Reject invalid hyperparameters at once (a :class:`~multimodal.errors.ConfigError` listing every problem),
+        with the same checks as ``multimodal train`` / ``cv``."""
+        from multimodal.api import check_experiment
+        from multimodal.experiment import EvaluationConfig, ExperimentConfig
+
+        if self.survival not in ("discrete", "cox"):
+            raise ConfigError(f"expected 'discrete' or 'cox', got {self.survival!r}", field="survival")
+        if not 0.0 <= float(self.val_fraction) < 1.0:
+            raise ConfigError(f"expected a fraction in [0, 1), got {self.val_fraction!r}", field="val_fraction")
+        training = replace(self.training_config(), val_fraction=float(self.val_fraction) or 0.15)
+        check_experiment(ExperimentConfig(model=self.model_config(), training=training,
+                                          evaluation=EvaluationConfig(baselines=())))
+
     # ---- scikit-learn API -----------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> MultimodalSurvivalEstimator:
         """Fit adapters and model on the rows of ``X`` (outcomes ``y``); returns ``self``."""
         from multimodal.pipeline import Pipeline
 
+        self.check_params()
         cohort, ids = self._cohort_for(X, y, fitting=True)
         time, event = cohort.survival_arrays(ids)
         if not event.any():
             raise InputError("no event in the training data: a survival model cannot be fitted", field="y")
         train, val = self._inner_split(ids, event)
+        training = self.training_config()
+        if val and training.select_metric == "c_index" and not _has_comparable_pair(*cohort.survival_arrays(val)):
+            # a c-index is undefined on this (small) inner validation set: select on its loss instead
+            training = replace(training, select_metric="loss")
         pipe, result = Pipeline.fit(
             cohort, train, val_ids=val or None, adapters=self._make_adapters(cohort), model_config=self.model_config(),
-            training=self.training_config(), task="survival", seed=int(self.seed),
+            training=training, task="survival", seed=int(self.seed),
         )
         self.pipeline_ = pipe
         self.fit_result_ = result
@@ -305,8 +325,7 @@ class MultimodalSurvivalEstimator(BaseEstimator):
             mods["genomics"] = OmicsSource(wide=wide, available=frozenset(wide.index[wide.notna().any(axis=1)]))
         if clin_cols:
             table = frame[clin_cols]
-            cat = tuple(c for c in self.categorical if c in clin_cols)
-            num = tuple(c for c in self.numeric if c in clin_cols)
+            cat, num = _clinical_kinds(table, self.categorical, self.numeric)
             mods["clinical"] = ClinicalSource(table=table, categorical=cat, numeric=num)
         if not mods:
             raise InputError("X has no columns", field="X")
@@ -335,6 +354,25 @@ class MultimodalSurvivalEstimator(BaseEstimator):
             raise InputError(f"adapters given for modalities the data lack: {unknown}", field="adapters",
                              hint=f"modalities present: {sorted(out)}")
         return out
+
+
+def _clinical_kinds(table: pd.DataFrame, categorical: Sequence[str], numeric: Sequence[str]
+                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(categorical, numeric) columns: the declared ones, the rest by dtype (numbers numeric, booleans, strings and
+    categories categorical; dates left out)."""
+    cat, num = [c for c in categorical if c in table.columns], [c for c in numeric if c in table.columns]
+    for c in table.columns:
+        if c in cat or c in num or pd.api.types.is_datetime64_any_dtype(table[c]):
+            continue
+        s = table[c]
+        is_num = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        (num if is_num else cat).append(c)
+    return tuple(cat), tuple(num)
+
+
+def _has_comparable_pair(time: np.ndarray, event: np.ndarray) -> bool:
+    """Harrell's c-index is defined: some patient with an event has a shorter time than another patient."""
+    return bool(event.any()) and bool((time[event].min() < time).any())
 
 
 def _survival_y(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:

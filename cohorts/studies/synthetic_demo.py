@@ -18,8 +18,8 @@ from multimodal.study import Study, summary_markdown
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 QUICK = ["training.epochs=2", "training.batch_size=16", "model.d_model=32", "model.depth=1", "model.num_latents=4",
-         "adapters.pathology.max_patches=64", "evaluation.folds=2", "evaluation.bootstrap=20", "evaluation.ablations=false",
-         "evaluation.baselines=[coxph_clinical]"]
+         "adapters.pathology.max_patches=64", "evaluation.folds=2", "evaluation.bootstrap=20",
+         "evaluation.ablations=false", "evaluation.baselines=[coxph_clinical]"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patients", type=int, default=None, help="cohort size (default 200, 60 with --quick)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic cohort")
     p.add_argument("--config", type=Path, default=CONFIG, help="experiment YAML (default configs/demo.yaml)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 60 patients, small model, 2 folds, 2 epochs, no ablations")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 60 patients, small model, 2 folds, 2 epochs, CoxPH only")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override (repeatable), e.g. --set training.epochs=1")
     args = p.parse_args(argv)

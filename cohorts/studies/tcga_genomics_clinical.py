@@ -3,7 +3,8 @@ patch embeddings are available offline). Our model vs its ablations and CoxPH / 
 reported per-fold c-index on the same folds is printed for reference where the data root has it.
 
     python -m multimodal.cohorts.studies.tcga_genomics_clinical --data-root ../shared/data --out runs/tcga
-    python -m multimodal.cohorts.studies.tcga_genomics_clinical --data-root ../shared/data --out /tmp/t --quick --cohorts blca
+    python -m multimodal.cohorts.studies.tcga_genomics_clinical --data-root ../shared/data --out /tmp/t --quick \
+        --cohorts blca
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ BASE = {"task": "survival", "data": {"layout": "tcga", "splits": "porpoise"},
         "training": {"epochs": 20, "batch_size": 32, "lr": 5e-4, "patience": 6, "progress": False}}
 QUICK = ["evaluation.max_folds=1", "training.epochs=2", "model.d_model=16", "model.depth=1", "model.num_latents=4",
          "evaluation.bootstrap=20", "evaluation.ablations=false", "evaluation.baselines=[coxph_clinical]"]
-MCAT = {"SNN (genomics)": "SNNsm_nll_surv_a0.0_reg1e-04_5foldcv_gc32_sig", "MCAT (WSI+genomics)": "MCATsm_nll_surv_a0.0_5foldcv_gc32_concat"}
+MCAT = {"SNN (genomics)": "SNNsm_nll_surv_a0.0_reg1e-04_5foldcv_gc32_sig",
+        "MCAT (WSI+genomics)": "MCATsm_nll_surv_a0.0_5foldcv_gc32_concat"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cohort-report", help="cohort report of a cv run (HTML + PDF)", description=__doc__,
                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, help="run directory written by 'multimodal cv'")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--no-pdf", action="store_true")
+    p.add_argument("--out", type=Path, required=True, help="output folder (cohort_report.html, cohort_report.pdf)")
+    p.add_argument("--no-pdf", action="store_true", help="skip the PDF")
     add_common(p)
     p.set_defaults(func=run)
 

@@ -15,9 +15,9 @@ EXAMPLE = """example:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="attributions + modality contributions for one patient (JSON)",
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pipeline", type=Path, required=True)
-    p.add_argument("--manifest", type=Path, required=True)
-    p.add_argument("--patient", required=True)
+    p.add_argument("--pipeline", type=Path, required=True, help="pipeline directory written by 'multimodal train'")
+    p.add_argument("--manifest", type=Path, required=True, help="cohort manifest holding the patient")
+    p.add_argument("--patient", required=True, help="patient id as in the manifest's patient table")
     p.add_argument("--out", type=Path, required=True, help="output folder (risk_result.json)")
     add_common(p)
     p.set_defaults(func=run)

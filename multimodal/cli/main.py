@@ -17,6 +17,16 @@ from multimodal.errors import InputError, IntegrityError, MultimodalError
 INTEGRITY_HINT = ("a file changed after it was written (truncated, edited or replaced); nothing from it was used: "
                   "restore the folder from a trusted copy or re-create it (e.g. re-run the command that wrote it)")
 
+EPILOG = """example (from the repository root; outputs under runs/):
+  multimodal synth --out runs/cohort --patients 200 --seed 0
+  multimodal validate runs/cohort/manifest.yaml
+  multimodal cv configs/demo.yaml --out runs/demo --set data.manifest=runs/cohort/manifest.yaml
+  multimodal train configs/demo.yaml --out runs/pipeline --set data.manifest=runs/cohort/manifest.yaml
+  multimodal report --pipeline runs/pipeline --manifest runs/cohort/manifest.yaml --patient SYN-0001 --out runs/rep
+
+Run 'multimodal COMMAND --help' for each command's options and examples; docs/quickstart.md for a walk-through.
+Exit codes: 0 ok, 1 failure, 2 bad input or usage."""
+
 COMMANDS = ("synth", "validate", "train", "cv", "predict", "explain", "report", "cohort_report", "env")
 
 
@@ -24,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multimodal",
         description="Multimodal precision-medicine models: slides + genomics + EHR -> survival and response.",
-        epilog="Exit codes: 0 ok, 1 failure, 2 bad input or usage. Run 'multimodal COMMAND --help' for examples.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -8,8 +8,9 @@ from pathlib import Path
 from multimodal.cli.common import add_common, add_config_args, echo
 
 EXAMPLE = """example:
-  multimodal train configs/demo.yaml --out pipelines/demo
-  multimodal predict --pipeline pipelines/demo --manifest demo_out/cohort/manifest.yaml --out preds.parquet"""
+  multimodal train configs/demo.yaml --out runs/pipeline --set data.manifest=runs/cohort/manifest.yaml
+  multimodal predict --pipeline runs/pipeline --manifest runs/cohort/manifest.yaml --out runs/preds.parquet
+Every config key: docs/config-reference.md; the saved folder holds MODEL_CARD.md."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -52,8 +52,8 @@ def _mc_predictions(model: nn.Module, batch: Any, samples: int, seed: int, token
 
 
 def explain_patient(
-    pipe: Pipeline, cohort: Cohort, patient_id: str, *, horizons: list[float] | None = None, mc_samples: int = 20,
-    top_k: int = 10, n_steps: int = 32, seed: int = 0,
+    pipe: Pipeline, cohort: Cohort, patient_id: str, *, horizons: list[float] | None = None, mc_samples: int = 10,
+    top_k: int = 10, n_steps: int = 16, seed: int = 0,
 ) -> RiskResult:
     """Everything the per-patient report shows, for ``patient_id`` of ``cohort``."""
     if patient_id not in cohort.patients.index:

@@ -85,8 +85,9 @@ class EventEncoder(nn.Module):
         self.vocab_size = max(vocab_size, 2)
         self.code_emb = nn.Embedding(self.vocab_size, d_model, padding_idx=0)
         self.value_proj = nn.Linear(1, d_model)
-        self.value_emb = nn.Embedding(self.vocab_size, d_model)
-        self.vt_emb = nn.Embedding(self.vocab_size, d_model)
+        init = X.get("vinit", 0.02)
+        self.value_w = nn.Parameter(torch.randn(self.vocab_size, d_model) * init)
+        self.vt_w = nn.Parameter(torch.randn(self.vocab_size, d_model) * init)
         self.time_proj = nn.Linear(time_dim, d_model)
         self.time_dim = time_dim
         self.norm = nn.LayerNorm(d_model)
@@ -103,14 +104,14 @@ class EventEncoder(nn.Module):
         # signed log-days: resolves both "yesterday" and "three years ago"
         x = x + self.time_proj(sincos_features(torch.sign(t) * torch.log1p(t.abs()), self.time_dim, max_period=100.0).to(x.dtype))
         if X["event_value"] == "shared":
-            x = x + self.value_proj(v.unsqueeze(-1)) + 0.0 * (self.value_emb.weight.sum() + self.vt_emb.weight.sum())
+            x = x + self.value_proj(v.unsqueeze(-1)) + 0.0 * (self.value_w.sum() + self.vt_w.sum())
             return self.norm(x)
-        val = self.value_emb(codes) * v.unsqueeze(-1) + 0.0 * sum(p.sum() for p in self.value_proj.parameters())
+        val = self.value_w[codes] * v.unsqueeze(-1) + 0.0 * sum(p.sum() for p in self.value_proj.parameters())
         if X["event_vt"]:
             ty = (t / 365.25).clamp(-5.0, 5.0)
-            val = val + self.vt_emb(codes) * (v * ty).unsqueeze(-1)
+            val = val + self.vt_w[codes] * (v * ty).unsqueeze(-1)
         else:
-            val = val + 0.0 * self.vt_emb.weight.sum()
+            val = val + 0.0 * self.vt_w.sum()
         if X["event_norm"] == "code":
             return self.norm(x) + val
         return self.norm(x + val)
