@@ -205,7 +205,14 @@ class Pipeline:
         if meta.get("format") != PIPELINE_FORMAT:
             raise InputError(f"unsupported pipeline format {meta.get('format')!r}", file=meta_path, field="format")
         if verify:
-            for rel, digest in meta.get("sha256", {}).items():
+            sums = meta.get("sha256") or {}
+            needed = ["model/config.json", "model/model.safetensors"] + [
+                f"adapters/{m}/{f}" for m in meta.get("modalities", []) for f in ("adapter.json", "adapter.safetensors")
+            ]
+            unlisted = [r for r in needed if r not in sums]
+            if unlisted:
+                raise IntegrityError(f"{d}/pipeline.json: no checksum recorded for {unlisted[:3]} (file list tampered?)")
+            for rel, digest in sums.items():
                 p = d / rel
                 if not p.is_file():
                     raise IntegrityError(f"{p}: missing (pipeline incomplete)")

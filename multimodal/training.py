@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from multimodal.data import BucketBatchSampler, Collator, PatientDataset
-from multimodal.io import write_json_atomic
+from multimodal.io import verify_checksums, write_checksums, write_json_atomic
 from multimodal.model import MultimodalModel
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,12 @@ def _score(pred: pd.DataFrame, ds: PatientDataset, metric: str) -> float:
     event = p["event"].to_numpy(bool)
     if event.sum() == 0:
         return float("nan")
-    return float(harrell_c(time, event, pred["risk"].to_numpy(float)))
+    from multimodal.metrics import UndefinedMetricError
+
+    try:
+        return float(harrell_c(time, event, pred["risk"].to_numpy(float)))
+    except UndefinedMetricError:  # a tiny inner-validation set without comparable pairs: no signal this epoch
+        return float("nan")
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -216,7 +221,9 @@ def fit_model(
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr)
     steps_per_epoch = max(1, math.ceil(len(sampler) / max(1, accelerator.num_processes) / cfg.grad_accum))
-    total = steps_per_epoch * cfg.epochs
+    # Accelerate's scheduler wrapper advances the schedule num_processes times per optimizer step (split_batches
+    # off), so the schedule is sized in those units: the LR curve is then the same for 1 and N processes.
+    total = steps_per_epoch * cfg.epochs * accelerator.num_processes
     warm = max(1, int(cfg.warmup_frac * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total))))
@@ -229,6 +236,7 @@ def fit_model(
     best_path = out / "best_model.safetensors" if out is not None else None
     resumed = None
     if ckpt is not None and (ckpt / "progress.json").is_file():
+        verify_checksums(ckpt)  # a truncated or modified checkpoint must not resume silently
         progress = json.loads((ckpt / "progress.json").read_text())
         accelerator.load_state(str(ckpt))
         resumed = {"epoch": progress["epoch"], "batch_in_epoch": progress["batch_in_epoch"]}
@@ -248,6 +256,7 @@ def fit_model(
         accelerator.save_state(str(tmp))
         if accelerator.is_main_process:
             write_json_atomic(tmp / "progress.json", progress)
+            write_checksums(tmp)
             old = ckpt.with_name("checkpoint.old")
             if ckpt.exists():
                 ckpt.replace(old)

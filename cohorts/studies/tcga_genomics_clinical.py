@@ -1,6 +1,6 @@
 """TCGA BLCA / BRCA / KIRC, genomics + clinical, on the published PORPOISE/MCAT 5-fold splits (no slides: no public
-patch embeddings are available offline). Our model vs its ablations and CoxPH / Coxnet / RSF on identical folds; MCAT's
-reported per-fold c-index on the same folds is printed for reference where the data root has it.
+patch embeddings are available offline), with configs/tcga_<cohort>.yaml. Our model vs its ablations and CoxPH /
+Coxnet / RSF on identical folds; MCAT's reported c-index on the same folds is printed where the data root has it.
 
     python -m multimodal.cohorts.studies.tcga_genomics_clinical --data-root ../shared/data --out runs/tcga
     python -m multimodal.cohorts.studies.tcga_genomics_clinical --data-root ../shared/data --out /tmp/t --quick \
@@ -14,15 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from multimodal.config import apply_overrides, from_dict
-from multimodal.experiment import ExperimentConfig
+from multimodal.experiment import load_experiment
 from multimodal.study import Study, summary_markdown
 
-BASE = {"task": "survival", "data": {"layout": "tcga", "splits": "porpoise"},
-        "adapters": {"genomics": {"tokens": "families", "gene_sets": "tcga_porpoise/datasets_csv/signatures.csv"},
-                     "clinical": {}},
-        "model": {"d_model": 64, "depth": 2, "num_bins": 4, "dropout": 0.25},
-        "training": {"epochs": 20, "batch_size": 32, "lr": 5e-4, "patience": 6, "progress": False}}
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 QUICK = ["evaluation.max_folds=1", "training.epochs=2", "model.d_model=16", "model.depth=1", "model.num_latents=4",
          "evaluation.bootstrap=20", "evaluation.ablations=false", "evaluation.baselines=[coxph_clinical]"]
 MCAT = {"SNN (genomics)": "SNNsm_nll_surv_a0.0_reg1e-04_5foldcv_gc32_sig",
@@ -35,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, required=True, help="folder holding tcga_porpoise/ (e.g. ../shared/data)")
     p.add_argument("--out", type=Path, required=True, help="output folder; one cv run per cohort inside")
     p.add_argument("--cohorts", nargs="+", default=["blca", "brca", "kirc"], help="default: blca brca kirc")
+    p.add_argument("--configs", type=Path, default=CONFIGS, help="folder of tcga_<cohort>.yaml (default configs/)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 fold, 2 epochs, small model, CoxPH only")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override (repeatable), e.g. --set training.epochs=1")
@@ -43,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     reported = args.data_root / "tcga_mcat" / "mcat_fold_cindex_reported.csv"
     ref = pd.read_csv(reported) if reported.is_file() else None
     for c in args.cohorts:
-        cfg = from_dict(ExperimentConfig, {**BASE, "name": f"tcga_{c}"})
-        cfg = apply_overrides(cfg, [f"data.root={args.data_root.resolve()}", f"data.cohort={c}",
-                                    *(QUICK if args.quick else []), *args.overrides])
+        cfg = load_experiment(args.configs / f"tcga_{c}.yaml", [f"data.root={args.data_root.resolve()}",
+                                                                  *(QUICK if args.quick else []), *args.overrides])
         summary = Study(cfg).run(args.out / c, progress=print)
         print("\n" + summary_markdown(summary))
         folds = [f["fold"] for f in summary["methods"]["multimodal"]["folds"]]

@@ -10,6 +10,7 @@ from multimodal.cli.common import add_common, add_config_args, echo
 EXAMPLE = """example:
   multimodal cv configs/demo.yaml --out runs/demo --set training.epochs=10
   multimodal cv configs/demo.yaml --out runs/quick --set evaluation.folds=2 --set evaluation.ablations=false
+  multimodal cv configs/tcga_blca.yaml --out runs/tcga_blca --set data.root=../shared/data
   multimodal cv configs/tcga_response_blca.yaml --out runs/response_blca --set data.root=../shared/data
   multimodal cv runs/tcga/blca/config.yaml --out runs/blca_lr --set training.lr=0.001   (a run's own config)
   (re-running the same command resumes: finished folds are kept; --overwrite starts over)"""

@@ -12,7 +12,8 @@ Rules:
 * Tiny settings: experiment configs get 1 epoch, a 16-wide model, 1 fold, one baseline, no ablations and 5
   bootstrap resamples; synthetic cohorts are shrunk to <= 60 patients with small bags; reports skip the PDF. Docs
   therefore show realistic commands while the test stays fast. ``../shared/data`` is replaced by the real shared
-  data folder; blocks that need it are skipped when it is absent. Absolute ``/tmp/...`` paths are moved into the
+  data folder; blocks (bash: commands) that need it are skipped when it is absent, and a document marked
+  ``<!-- needs-shared-data -->`` is skipped whole. Absolute ``/tmp/...`` paths are moved into the
   test's folder.
 * ``KNOWN_ISSUES`` lists blocks of documents owned elsewhere that fail today: they must keep failing (strict xfail),
   so a fix is noticed and the entry removed.
@@ -104,6 +105,16 @@ def install(setter=setattr):
 '''
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread(_torch_threads):
+    """One intra-op thread: on a busy shared machine OpenMP threads spin-wait for each other and a tiny model trains
+    10-100x slower with 2 threads than with 1."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+
+
 @dataclasses.dataclass
 class Block:
     lang: str
@@ -192,7 +203,7 @@ class DocRunner:
         for exe in ("python", "multimodal"):
             (bin_dir / exe).chmod(0o755)
         self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-                    "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2"}
+                    "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
         spec = importlib.util.spec_from_file_location("_tiny_docs", workdir / "_tiny_docs.py")
         tiny = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(tiny)
@@ -200,6 +211,7 @@ class DocRunner:
         monkeypatch.chdir(workdir)
 
     def text(self, code: str) -> str | None:
+        """``code`` with /tmp/ moved into the test folder and ../shared/data resolved; None if that is absent."""
         code = re.sub(r"(?<![\w./])/tmp/", f"{self.dir}/tmp/", code)
         if SHARED in code:
             if self.shared is None:
@@ -208,6 +220,9 @@ class DocRunner:
         return code
 
     def run_block(self, b: Block, where: str) -> str:
+        if b.lang in ("bash", "sh", "shell") and not b.file:  # shared data: decided per command
+            skipped = [cmd for cmd in split_commands(b.code) if self.run_command(cmd, where) == "skipped"]
+            return f"{where}: ok" + (f" (skipped, needs {SHARED}: {skipped})" if skipped else "")
         code = self.text(b.code)
         if code is None:
             return f"{where}: skipped (needs {SHARED})"
@@ -218,12 +233,13 @@ class DocRunner:
             return f"{where}: wrote {b.file}"
         if b.lang == "python":
             exec(compile(code, where, "exec"), self.ns)  # noqa: S102 - documentation examples we own
-        elif b.lang in ("bash", "sh", "shell"):
-            for cmd in split_commands(code):
-                self.run_command(cmd, where)
         return f"{where}: ok"
 
-    def run_command(self, cmd: str, where: str) -> None:
+    def run_command(self, cmd: str, where: str) -> str:
+        text = self.text(cmd)
+        if text is None:
+            return "skipped"
+        cmd = text
         argv = _argv(cmd)
         if argv and argv[0] == "make":
             pytest.fail(f"{where}: `{cmd}` — mark blocks that call make with <!-- no-test -->")
@@ -240,6 +256,7 @@ class DocRunner:
             rc = r.returncode
             assert rc == 0, f"{where}: `{cmd}` exited {rc}\n{r.stderr[-3000:]}"
         assert rc == 0, f"{where}: `{cmd}` exited {rc}"
+        return "ok"
 
     @staticmethod
     def run_module(module: str, args: list[str]) -> int:
@@ -255,11 +272,10 @@ class DocRunner:
 
 
 def _shared_data() -> Path | None:
+    """MULTIMODAL_SHARED_DATA when set (a missing folder means "absent"), else ../shared/data beside the repo."""
     env = os.environ.get("MULTIMODAL_SHARED_DATA")
-    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
-        if cand.is_dir():
-            return cand.resolve()
-    return None
+    cand = Path(env) if env else REPO.parent / "shared" / "data"
+    return cand.resolve() if cand.is_dir() else None
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[p.name for p in DOCS])
@@ -268,7 +284,10 @@ def test_doc_examples_run(doc, tmp_path, monkeypatch):
     runnable = [b for b in blocks if not b.no_test]
     if not runnable:
         pytest.skip(f"{doc.name} has no runnable example")
-    runner = DocRunner(tmp_path, _shared_data(), monkeypatch)
+    shared = _shared_data()
+    if shared is None and "<!-- needs-shared-data -->" in doc.read_text():
+        pytest.skip(f"{doc.name} needs {SHARED} (absent)")
+    runner = DocRunner(tmp_path, shared, monkeypatch)
     log = []
     for b in runnable:
         where = f"{doc.name}:{b.line}"

@@ -95,10 +95,6 @@ def test_one_vs_two_processes_first_step_within_tolerance(one_and_two_processes)
     assert _max_weight_diff(one / "step_1.safetensors", two / "step_1.safetensors") <= WEIGHT_TOL
 
 
-@pytest.mark.xfail(strict=True, reason="multimodal/training.py: under DDP (split_batches=False) Accelerate's "
-                   "scheduler advances num_processes steps per optimizer step, but fit_model sizes the cosine "
-                   "schedule in optimizer steps, so with 2 processes the learning rate reaches 0 halfway through "
-                   "training (see docs/reliability.md for the fix)")
 def test_one_vs_two_processes_whole_training_within_tolerance(one_and_two_processes) -> None:
     one, two = one_and_two_processes
     assert _max_weight_diff(one / "step_2.safetensors", two / "step_2.safetensors") <= WEIGHT_TOL

@@ -91,9 +91,6 @@ def test_damaged_checkpoint_is_detected_by_checksum(checkpoint_dir: Path, tmp_pa
         verify_checksums(ckpt)
 
 
-@pytest.mark.xfail(strict=True, reason="multimodal/training.py does not record checkpoint checksums yet: after "
-                   "save_state + progress.json, call multimodal.io.write_checksums(tmp) before the rename, and call "
-                   "multimodal.io.verify_checksums(ckpt) before accelerator.load_state (see docs/reliability.md)")
 def test_fit_model_refuses_a_tampered_checkpoint(checkpoint_dir: Path, rel_config: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     _damaged_copy(checkpoint_dir, run, "model.safetensors", "flip")

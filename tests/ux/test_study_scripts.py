@@ -15,6 +15,16 @@ STUDIES = Path(synthetic_demo.__file__).resolve().parent
 #: What a study script may import from the package: the public API.
 PUBLIC = {"multimodal.cohorts", "multimodal.cohorts.synthetic", "multimodal.experiment", "multimodal.study",
           "multimodal.pipeline", "multimodal.config", "multimodal.metrics"}
+@pytest.fixture(autouse=True)
+def _one_torch_thread(_torch_threads):
+    """One intra-op thread: on a busy shared machine OpenMP threads spin-wait for each other and a tiny model trains
+    10-100x slower with 2 threads than with 1."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+
+
 TINY = ["--set", "training.epochs=1", "--set", "model.d_model=16"]
 
 
