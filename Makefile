@@ -22,7 +22,7 @@ demo: install
 	$(PY) -m multimodal.demo --out $(DEMO_DIR)
 
 test: install
-	MULTIMODAL_SHARED_DATA=$(SHARED_DATA) $(PY) -m pytest -q -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 MULTIMODAL_SHARED_DATA=$(SHARED_DATA) $(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: install
 	MULTIMODAL_SHARED_DATA=$(SHARED_DATA) $(PY) -m bench.run_all

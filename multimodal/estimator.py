@@ -61,6 +61,9 @@ _TRAIN_KEYS = tuple(f.name for f in fields(TrainingConfig))
 class MultimodalSurvivalEstimator(BaseEstimator):
     """The multimodal fusion survival model as a scikit-learn estimator (see the module docstring for ``X``/``y``).
 
+    The defaults are sized for tabular inputs (a smaller model than ``ModelConfig``'s defaults, no modality dropout);
+    for slide bags raise ``d_model`` / ``num_latents`` and set ``modality_dropout`` (e.g. 0.15, as configs/demo.yaml).
+
     Args:
         d_model, depth, num_heads, num_latents, dropout, modality_dropout, survival, num_bins, alpha: model
             hyperparameters, mapped onto :class:`multimodal.pipeline.ModelConfig` (``survival``: ``"discrete"`` or

@@ -170,6 +170,9 @@ class Pipeline:
     # ---- persistence ---------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write the pipeline atomically (a temp dir renamed at the end) with a checksum of every file."""
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar in CLI output
         with atomic_dir(directory, overwrite=overwrite) as tmp:
             self.model.save_pretrained(tmp / "model")
             for m, a in self.adapters.items():

@@ -29,5 +29,6 @@ def shared_data() -> Path:
 
 @pytest.fixture(autouse=True)
 def _torch_threads():
-    torch.set_num_threads(2)
+    # one thread: tests run many tiny models (and child processes); on 2 shared cores two threads mostly wait
+    torch.set_num_threads(1)
     yield

@@ -41,7 +41,8 @@ def test_wheel_has_a_single_top_level_package(tmp_path):
     assert top == ["multimodal"]
     roots = {n.split("/")[0] for n in names if not n.startswith("precision_multimodal-")}
     assert roots == {"multimodal"}
-    for must in ("multimodal/adapters/pathology.py", "multimodal/cohorts/synthetic.py",
+    for must in ("multimodal/adapters/pathology.py", "multimodal/cohorts/synthetic.py", "multimodal/model/modeling.py",
+                 "multimodal/explain/risk.py", "multimodal/training.py", "multimodal/study.py",
                  "multimodal/report/templates/patient.html", "multimodal/cli/main.py"):
         assert must in names
 

@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     _configure_logging(debug)
-    logging.getLogger("numexpr").setLevel(logging.WARNING)
+    for noisy in ("numexpr", "weasyprint", "fontTools", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
