@@ -22,6 +22,12 @@ Decisions (documented here and in the config):
 * **Truncation.** The ``max_events`` most recent timed events are kept. Static rows are kept *in addition*, up to
   ``max_static`` of them (in code order), so ``max_tokens = max_events + max_static`` (static first, then events in
   time order). Ties at one instant are ordered by code and value, so the cut is deterministic.
+* **Trends.** With ``trends`` on, each numeric code that a patient has measured at least ``trend_min_points`` times
+  (among the kept events, at two or more distinct times) adds one derived token ``"CODE [trend]"`` after the patient's
+  events: its value is the least-squares slope of the code's standardized values per year, standardized again with
+  the training patients' slopes; its time is the code's last measurement. A lab's trajectory (a rising LDH) is then
+  one token rather than a relation the model has to learn between many. Trend codes enter the vocabulary (after the
+  codes, in code order) when at least ``min_count`` training patients have one.
 * **Speed.** ``fit``/``bind`` tokenize every bound patient in one polars plan (scan -> join prediction times ->
   filter -> sort -> collect into flat numpy arrays + per-patient offsets) and cache them; :meth:`transform` slices.
 """
@@ -52,7 +58,7 @@ PAD, UNK = 0, 1
 TimeScale = Literal["days", "hours", "weeks", "years"]
 _US_PER = {"days": 86_400e6, "hours": 3_600e6, "weeks": 7 * 86_400e6, "years": 365.25 * 86_400e6}
 _SUFFIX = {"days": "d", "hours": "h", "weeks": "w", "years": "y"}
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class EHRAdapterConfig:
         code_prefix_depth: keep only the first k ``//``-separated parts of each code (None = whole code).
         time_scale: unit of ``times`` (the TokenStream contract and the model assume ``"days"``).
         value_clip: standardized values are clipped to ``[-value_clip, value_clip]``.
+        trends: add one ``"CODE [trend]"`` token per measured numeric code (slope per year; see the module docstring).
+        trend_min_points: measurements of a code a patient needs for its trend token (>= 2).
     """
 
     modality: str = "ehr"
@@ -80,6 +88,8 @@ class EHRAdapterConfig:
     code_prefix_depth: int | None = None
     time_scale: TimeScale = "days"
     value_clip: float = 5.0
+    trends: bool = True
+    trend_min_points: int = 3
 
     def __post_init__(self) -> None:
         bad = [
@@ -90,6 +100,7 @@ class EHRAdapterConfig:
                 ("max_static", self.max_static >= 0, ">= 0"),
                 ("code_prefix_depth", self.code_prefix_depth is None or self.code_prefix_depth >= 1, "None or >= 1"),
                 ("value_clip", self.value_clip > 0, "> 0"),
+                ("trend_min_points", self.trend_min_points >= 2, ">= 2"),
             )
             if not ok
         ]
@@ -100,7 +111,11 @@ class EHRAdapterConfig:
 
 @dataclass(frozen=True)
 class EHRState:
-    """Fitted state: vocabulary (index ``i + 2`` = ``vocab[i]``) and per-index value statistics (length V)."""
+    """Fitted state: vocabulary (index ``i + 2`` = ``vocab[i]``) and per-index value statistics (length V).
+
+    Trend entries (``"CODE [trend]"``) follow the codes; ``trend_of[j]`` is the vocabulary index of the code whose
+    trend is entry ``n_codes + 2 + j``; their mean/std are those of the training patients' slopes.
+    """
 
     vocab: tuple[str, ...]
     mean: np.ndarray  # float64 (V,)
@@ -109,10 +124,15 @@ class EHRState:
     n_events: np.ndarray  # int64 (V,) training events per code
     n_patients: np.ndarray  # int64 (V,) distinct training patients per code
     n_train_patients: int
+    trend_of: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
         return len(self.vocab) + 2
+
+    @property
+    def n_codes(self) -> int:
+        return len(self.vocab) - len(self.trend_of)
 
 
 @dataclass(frozen=True)
@@ -131,6 +151,7 @@ class EHRTokens:
     raw_values: np.ndarray  # float32, NaN = none
     values: np.ndarray  # float32 standardized, 0 where value_mask is False
     value_mask: np.ndarray  # bool
+    trend: np.ndarray  # bool: derived trend token (raw_values = slope in raw units per year)
 
 
 # ---- building blocks (pure functions over arrays) -------------------------------------------------------------------
@@ -183,7 +204,66 @@ def fit_state(ev: CollectedEvents, train: np.ndarray, cfg: EHRAdapterConfig) -> 
     n_patients = np.zeros(size, dtype=np.int64)
     n_events[2:] = train_events[keep]
     n_patients[2:] = train_patients[keep]
-    return EHRState(vocab, mean, std, n_values, n_events, n_patients, int(train.sum()))
+    state = EHRState(vocab, mean, std, n_values, n_events, n_patients, int(train.sum()))
+    return _fit_trends(ev, train, state, cfg) if cfg.trends else state
+
+
+def code_trends(pidx: np.ndarray, codes: np.ndarray, years: np.ndarray, z: np.ndarray, min_points: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares slope of ``z`` over ``years`` per (patient, code) group with >= ``min_points`` rows and a time
+    spread; returns (patient, code, slope, last_time) sorted by patient then code. Inputs are the candidate rows."""
+    if len(pidx) == 0:
+        e = np.zeros(0)
+        return e.astype(np.int64), e.astype(np.int32), e, e
+    key = pidx.astype(np.int64) * (int(codes.max()) + 1) + codes
+    uniq, inv = np.unique(key, return_inverse=True)
+    n = np.bincount(inv).astype(np.float64)
+    t_mean = np.bincount(inv, weights=years) / n
+    z_mean = np.bincount(inv, weights=z) / n
+    dt = years - t_mean[inv]
+    sxx = np.bincount(inv, weights=dt * dt)
+    sxy = np.bincount(inv, weights=dt * (z - z_mean[inv]))
+    last = np.full(len(uniq), -np.inf)
+    np.maximum.at(last, inv, years)
+    ok = (n >= min_points) & (sxx > 1e-8 * np.maximum(n, 1))
+    slope = np.divide(sxy, sxx, out=np.zeros_like(sxy), where=ok)
+    width = int(codes.max()) + 1
+    return (uniq[ok] // width).astype(np.int64), (uniq[ok] % width).astype(np.int32), slope[ok], last[ok]
+
+
+def _trend_rows(ev: CollectedEvents, rows: np.ndarray, raw_to_vocab: np.ndarray, state: EHRState,
+                cfg: EHRAdapterConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Trend groups over the selected ``rows``: (patient, vocab code, slope in SD/year, last time in years)."""
+    voc = raw_to_vocab[ev.raw[rows]]
+    val = ev.value[rows].astype(np.float64)
+    cand = ~ev.static[rows] & np.isfinite(val) & (voc >= 2) & (state.n_values[voc] > 0)
+    z = (val[cand] - state.mean[voc[cand]]) / state.std[voc[cand]]
+    years = ev.dt_us[rows][cand] / _US_PER["years"]
+    return code_trends(ev.pidx[rows][cand], voc[cand], years, z, cfg.trend_min_points)
+
+
+def _fit_trends(ev: CollectedEvents, train: np.ndarray, state: EHRState, cfg: EHRAdapterConfig) -> EHRState:
+    """Add ``"CODE [trend]"`` entries (training patients' slopes give their counts, mean and std)."""
+    keep, _ = _truncation_mask(ev, len(train), cfg)
+    rows = np.flatnonzero(keep & train[ev.pidx]) if len(ev.pidx) else np.zeros(0, dtype=np.int64)
+    index = {c: i + 2 for i, c in enumerate(state.vocab)}
+    raw_to_vocab = np.array([index.get(c, UNK) for c in ev.codes], dtype=np.int32)
+    _, code, slope, _ = _trend_rows(ev, rows, raw_to_vocab, state, cfg)
+    size = state.size
+    n_pat = np.bincount(code, minlength=size) if len(code) else np.zeros(size, dtype=np.int64)
+    trend_of = tuple(int(c) for c in np.flatnonzero(n_pat >= cfg.min_count) if c >= 2)
+    if not trend_of:
+        return state
+    t_mean = np.array([slope[code == c].mean() for c in trend_of])
+    t_std = np.array([slope[code == c].std() for c in trend_of])
+    t_std[~(t_std > 1e-12)] = 1.0
+    k = np.array([n_pat[c] for c in trend_of], dtype=np.int64)
+    return EHRState(
+        vocab=state.vocab + tuple(f"{state.vocab[c - 2]} [trend]" for c in trend_of),
+        mean=np.concatenate([state.mean, t_mean]), std=np.concatenate([state.std, t_std]),
+        n_values=np.concatenate([state.n_values, k]), n_events=np.concatenate([state.n_events, k]),
+        n_patients=np.concatenate([state.n_patients, k]), n_train_patients=state.n_train_patients, trend_of=trend_of,
+    )
 
 
 def _truncation_mask(ev: CollectedEvents, n_patients: int, cfg: EHRAdapterConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +281,7 @@ def _truncation_mask(ev: CollectedEvents, n_patients: int, cfg: EHRAdapterConfig
 
 def build_tokens(ev: CollectedEvents, patient_ids: Sequence[str], state: EHRState, cfg: EHRAdapterConfig) -> EHRTokens:
     """Map codes to the vocabulary, standardize values, keep the most recent events; flat arrays + offsets."""
-    index = {c: i + 2 for i, c in enumerate(state.vocab)}
+    index = {c: i + 2 for i, c in enumerate(state.vocab[: state.n_codes])}
     raw_to_vocab = np.array([index.get(c, UNK) for c in ev.codes], dtype=np.int32)
     keep, n_usable = _truncation_mask(ev, len(patient_ids), cfg)
     pidx = ev.pidx[keep]
@@ -213,24 +293,50 @@ def build_tokens(ev: CollectedEvents, patient_ids: Sequence[str], state: EHRStat
     values = np.where(value_mask, np.clip(z, -cfg.value_clip, cfg.value_clip), 0.0).astype(np.float32)
     static = ev.static[keep]
     times = np.where(static, 0.0, ev.dt_us[keep] / _US_PER[cfg.time_scale]).astype(np.float32)
+    trend = np.zeros(len(pidx), dtype=bool)
+    if state.trend_of and len(pidx):
+        # derived "[trend]" rows, appended after each patient's events (stable sort by patient below)
+        slot = {c: state.n_codes + 2 + j for j, c in enumerate(state.trend_of)}
+        tp, tc, slope, last = _trend_rows(ev, np.flatnonzero(keep), raw_to_vocab, state, cfg)
+        has = np.array([int(c) in slot for c in tc], dtype=bool)
+        tp, tc, slope, last = tp[has], tc[has], slope[has], last[has]
+        t_codes = np.array([slot[int(c)] for c in tc], dtype=np.int32)
+        vocab_to_raw = {int(v): r for r, v in enumerate(raw_to_vocab) if v >= 2}
+        t_raw = np.array([vocab_to_raw[int(c)] for c in tc], dtype=raw.dtype)
+        t_z = (slope - state.mean[t_codes]) / state.std[t_codes]
+        pidx = np.concatenate([pidx, tp.astype(pidx.dtype)])
+        raw = np.concatenate([raw, t_raw])
+        codes = np.concatenate([codes, t_codes])
+        raw_values = np.concatenate([raw_values, (slope * state.std[tc]).astype(raw_values.dtype)])
+        value_mask = np.concatenate([value_mask, np.ones(len(tp), dtype=bool)])
+        values = np.concatenate([values, np.clip(t_z, -cfg.value_clip, cfg.value_clip).astype(np.float32)])
+        static = np.concatenate([static, np.zeros(len(tp), dtype=bool)])
+        times = np.concatenate([times, (last * _US_PER["years"] / _US_PER[cfg.time_scale]).astype(np.float32)])
+        trend = np.concatenate([trend, np.ones(len(tp), dtype=bool)])
+        order = np.argsort(pidx, kind="stable")
+        pidx, raw, codes, raw_values, value_mask, values, static, times, trend = (
+            a[order] for a in (pidx, raw, codes, raw_values, value_mask, values, static, times, trend))
     offsets = np.concatenate([[0], np.cumsum(np.bincount(pidx, minlength=len(patient_ids)))]).astype(np.int64)
     return EHRTokens(
         patient_index={p: i for i, p in enumerate(patient_ids)}, offsets=offsets, n_usable=n_usable, codes=codes,
         raw=raw, code_names=ev.codes, unk=codes == UNK, static=static, times=times, raw_values=raw_values,
-        values=values, value_mask=value_mask,
+        values=values, value_mask=value_mask, trend=trend,
     )
 
 
 def token_names(tok: EHRTokens, lo: int, hi: int, suffix: str) -> tuple[str, ...]:
-    """``"CODE = 102.6 @ -3.2d"`` per token of rows ``lo:hi`` (raw value; ``[UNK]`` marks out-of-vocabulary codes)."""
+    """``"CODE = 102.6 @ -3.2d"`` per token of rows ``lo:hi`` (raw value; ``[UNK]`` marks out-of-vocabulary codes;
+    ``"CODE [trend] = +12.5/y @ -3.2d"`` for a trend token, at the code's last measurement)."""
     names = tok.code_names
     out = []
-    for r, u, s, v, t in zip(
+    for r, u, s, v, t, tr in zip(
         tok.raw[lo:hi].tolist(), tok.unk[lo:hi].tolist(), tok.static[lo:hi].tolist(),
-        tok.raw_values[lo:hi].tolist(), tok.times[lo:hi].tolist(), strict=True,
+        tok.raw_values[lo:hi].tolist(), tok.times[lo:hi].tolist(), tok.trend[lo:hi].tolist(), strict=True,
     ):
         label = f"{names[r]} [UNK]" if u else names[r]
-        if v == v and abs(v) != float("inf"):  # finite
+        if tr:
+            label = f"{label} [trend] = {v:+.4g}/y"
+        elif v == v and abs(v) != float("inf"):  # finite
             label = f"{label} = {v:.6g}"
         out.append(f"{label} @ static" if s else f"{label} @ {t:.1f}{suffix}")
     return tuple(out)
@@ -371,7 +477,7 @@ class EHRAdapter(Adapter):
         state = self._require_state()
         max_static = self.config.max_static if self.config.include_static else 0
         return StreamSpec(modality=self.modality, kind="events", vocab_size=state.size,
-                          max_tokens=self.config.max_events + max_static)
+                          max_tokens=self.config.max_events + max_static + len(state.trend_of))
 
     # ---- state -------------------------------------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -385,7 +491,7 @@ class EHRAdapter(Adapter):
     def state_json(self) -> dict[str, Any]:
         s = self._require_state()
         return {"version": _STATE_VERSION, "vocab": list(s.vocab), "n_train_patients": s.n_train_patients,
-                "special_tokens": {"<PAD>": PAD, "<UNK>": UNK}}
+                "special_tokens": {"<PAD>": PAD, "<UNK>": UNK}, "trend_of": list(s.trend_of)}
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         vocab = tuple(meta.get("vocab", ()))
@@ -400,6 +506,7 @@ class EHRAdapter(Adapter):
             vocab, arrays["value_mean"].astype(np.float64), arrays["value_std"].astype(np.float64),
             arrays["value_count"].astype(np.int64), arrays["code_events"].astype(np.int64),
             arrays["code_patients"].astype(np.int64), int(meta.get("n_train_patients", 0)),
+            tuple(int(i) for i in meta.get("trend_of", ())),
         )
         self.tokens = None
         self.fitted = True

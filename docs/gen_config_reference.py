@@ -25,51 +25,7 @@ import yaml
 OUT = Path(__file__).resolve().parent / "config-reference.md"
 
 #: Help for fields whose class does not document them (yet). Keys are dotted names; a test checks they all exist.
-FALLBACK_HELP: dict[str, str] = {
-    "name": "experiment name; recorded in run.json, summaries and the model card",
-    "seed": "base seed: folds (with evaluation.split_seed), inner split, initialisation, data order "
-            "(fold k uses seed + k)",
-    "task": "`survival`, `response` (needs a response column) or `both` (multitask)",
-    "data.layout": "`manifest` (a cohort manifest YAML, see data-formats.md), `tcga` (PORPOISE/MCAT tables under "
-                   "`root`) or `tcga_response` (TCGA-CDR first-course response)",
-    "data.manifest": "path of the manifest YAML (layout `manifest`); relative to the working directory",
-    "data.root": "data root holding `tcga_porpoise/` (layouts `tcga`, `tcga_response`), e.g. `../shared/data`",
-    "data.cohort": "TCGA cohort name, e.g. `blca`, `brca`, `kirc` (case-insensitive)",
-    "data.splits": "`auto`: the cohort's external split files when it has them (manifest `splits:`, PORPOISE for "
-                   "`tcga`), else stratified k-fold; `kfold`: always stratified k-fold; `porpoise` / `mmp`: those "
-                   "published TCGA folds",
-    "model.num_bins": "discrete-time bins; cut at quantiles of the training event times",
-    "training.epochs": "maximum epochs (early stopping may end sooner)",
-    "training.batch_size": "patients per optimizer step (per process)",
-    "training.lr": "AdamW learning rate (linear warm-up, then cosine decay)",
-    "training.weight_decay": "AdamW weight decay (not applied to biases, norms, embeddings, latents)",
-    "training.grad_accum": "gradient accumulation steps (effective batch = batch_size × grad_accum × processes)",
-    "training.mixed_precision": "`no` or `bf16` autocast; set it here, not with `accelerate launch --mixed_precision`",
-    "training.max_grad_norm": "gradient clipping norm (0 = off)",
-    "training.warmup_frac": "fraction of the optimizer steps used for linear warm-up",
-    "training.val_fraction": "share of each training fold held out (stratified) as inner validation for early "
-                             "stopping; the reporting fold is never used",
-    "training.patience": "epochs without improvement of `select_metric` before stopping",
-    "training.select_metric": "epoch-selection rule on the inner validation: `c_index` (Harrell), `loss`, `auroc`",
-    "training.checkpoint_every": "also checkpoint every N optimizer steps (0 = at epoch ends only) when training is "
-                                 "given a checkpoint folder (`multimodal.training.fit_model(out_dir=...)`); "
-                                 "`multimodal cv` resumes fold by fold instead",
-    "training.eval_batch_size": "patients per forward pass at prediction time",
-    "training.num_workers": "DataLoader worker processes",
-    "training.bucket_factor": "bag-size bucketing: batches are drawn from pools of batch_size × bucket_factor "
-                              "patients sorted by token count (less padding)",
-    "training.progress": "progress bars (main process only)",
-    "evaluation.folds": "k of the stratified k-fold when the cohort has no external split files",
-    "evaluation.max_folds": "run only the first N folds (0 = all); for quick runs",
-    "evaluation.split_seed": "added to `seed` for the k-fold split",
-    "evaluation.horizons": "time points (in the cohort's time unit) for time-dependent AUC; empty = quantiles of the "
-                           "test event times",
-    "evaluation.calibration_horizon": "horizon of the calibration table; null = median test event time",
-    "evaluation.bootstrap": "bootstrap resamples for the 95% CIs (0 = no CIs)",
-    "evaluation.baselines": "baselines on the same folds: survival `coxph_clinical`, `coxnet`, `rsf`; response "
-                            "`logistic_clinical`, `enet_logistic`, `random_forest`",
-    "evaluation.ablations": "also train our model on each modality alone (with two or more modalities)",
-}
+FALLBACK_HELP: dict[str, str] = {}
 
 
 def docstring_fields(cls: type) -> dict[str, str]:

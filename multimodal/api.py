@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,8 +52,27 @@ def train_pipeline(
     from multimodal.provenance import run_record
 
     pipe.metadata["provenance"] = run_record(cfg, cohort)
-    pipe.save_pretrained(out, overwrite=overwrite)
+    with _main_process_writes() as writes:
+        if writes:
+            pipe.save_pretrained(out, overwrite=overwrite)
     return out
+
+
+@contextlib.contextmanager
+def _main_process_writes() -> Iterator[bool]:
+    """Whether this process writes the command's output: under ``accelerate launch`` / ``torchrun`` every process
+    runs the same command (training and prediction are collective) but only the main process may write, or the
+    processes race on the same files and folders.
+
+    Every process waits for the others on entry (all have checked the output before it is written) and on exit (the
+    output exists for every process on return). In a plain single process this yields True and never waits.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    yield state.is_main_process
+    state.wait_for_everyone()
 
 
 def _isna(v: object) -> bool:
@@ -78,10 +98,12 @@ def predict_to_parquet(pipeline: str | Path, manifest: str | Path, out: str | Pa
     check_compatible(pipe, cohort, manifest)
     ids = cohort.patient_ids
     writer = None
-    with atomic_path(out) as tmp:
+    with _main_process_writes() as writes, (atomic_path(out) if writes else contextlib.nullcontext()) as tmp:
         try:
             for s in range(0, len(ids), chunk):
-                df = pipe.predict(cohort, ids[s : s + chunk], batch_size=batch_size)
+                df = pipe.predict(cohort, ids[s : s + chunk], batch_size=batch_size)  # collective: every process
+                if tmp is None:
+                    continue
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 if writer is None:
                     writer = pq.ParquetWriter(str(tmp), table.schema)
@@ -120,9 +142,11 @@ def attach_validation(pipeline_dir: str | Path, summary_json: str | Path, method
     meta_path = d / "pipeline.json"
     meta = json.loads(meta_path.read_text())
     meta["metadata"]["validation"] = val
-    write_json_atomic(meta_path, meta)
-    pipe = Pipeline.from_pretrained(d)
-    write_model_card(d, pipe)
+    with _main_process_writes() as writes:
+        if writes:
+            write_json_atomic(meta_path, meta)
+            pipe = Pipeline.from_pretrained(d)
+            write_model_card(d, pipe)
 
 
 def report_patient(pipeline_dir: str | Path, manifest: str | Path, patient_id: str, out_dir: str | Path, *,
@@ -141,11 +165,13 @@ def report_patient(pipeline_dir: str | Path, manifest: str | Path, patient_id: s
     cohort = Cohort.from_manifest(manifest)
     check_compatible(pipe, cohort, manifest)
     result = explain_patient(pipe, cohort, str(patient_id))
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        if result_only:
-            write_text_atomic(tmp / "risk_result.json", result.to_json())
-        else:
-            write_patient_report(result, tmp, pdf=pdf)
+    with _main_process_writes() as writes:
+        if writes:
+            with atomic_dir(out, overwrite=overwrite) as tmp:
+                if result_only:
+                    write_text_atomic(tmp / "risk_result.json", result.to_json())
+                else:
+                    write_patient_report(result, tmp, pdf=pdf)
     names = {"json": "risk_result.json"} if result_only else {"html": "report.html", "json": "risk_result.json",
                                                                **({"pdf": "report.pdf"} if pdf else {})}
     return {k: out / v for k, v in names.items()}
@@ -160,8 +186,10 @@ def cohort_report(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
     out = Path(out_dir)
     _refuse_existing_dir(out, overwrite)
     check_run_dir(Path(run_dir))
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_cohort_report(Path(run_dir), tmp, pdf=pdf)
+    with _main_process_writes() as writes:
+        if writes:
+            with atomic_dir(out, overwrite=overwrite) as tmp:
+                write_cohort_report(Path(run_dir), tmp, pdf=pdf)
     return {"html": out / "cohort_report.html", **({"pdf": out / "cohort_report.pdf"} if pdf else {})}
 
 
@@ -245,8 +273,8 @@ def _is_run_dir(out: Path) -> bool:
 
 def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = (), overwrite: bool = False,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """``multimodal cv``: load and check the experiment and its cohort *before* the run folder is touched, then run
-    the study (resuming finished folds when the folder holds an unfinished run of the same config and inputs).
+    """``multimodal cv``: load and check the experiment, its cohort and folds *before* the run folder is touched, then
+    run the study (resuming finished folds when the folder holds an unfinished run of the same config and inputs).
 
     ``overwrite`` starts the run over: the previous run's files are removed first (a different config must never
     reuse the folds of another one).
@@ -254,7 +282,7 @@ def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = ()
     import yaml
 
     from multimodal.config import to_dict
-    from multimodal.experiment import load_cohort, load_experiment
+    from multimodal.experiment import load_experiment
     from multimodal.study import Study
 
     out = Path(out)
@@ -272,20 +300,24 @@ def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = ()
             raise InputError("run directory holds a run of a different config", file=out / "config.yaml",
                              hint="choose a new --out, or pass --overwrite to start over")
         resuming = True
-    cohort = load_cohort(cfg.data)
-    if not (cohort.splits and cfg.data.splits != "kfold") and cfg.evaluation.folds > len(cohort):
-        raise ConfigError(f"cannot make {cfg.evaluation.folds} folds from {len(cohort)} patients", file=config,
-                          field="evaluation.folds", hint="lower evaluation.folds")
+    study = Study(cfg, config_file=config)
+    study.check_inputs()  # cohort and folds: bad input fails before the previous run's files are removed
     if resuming:
-        _check_inputs_unchanged(out, cohort, cfg)
+        _check_inputs_unchanged(out, study.cohort, cfg)
     if overwrite and out.is_dir():
-        for name in _RUN_ARTIFACTS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    return Study(cfg, cohort=cohort).run(out, overwrite=overwrite, progress=progress)
+        with _main_process_writes() as writes:
+            if writes:
+                _remove_run_artifacts(out)
+    return study.run(out, overwrite=overwrite, progress=progress)
+
+
+def _remove_run_artifacts(out: Path) -> None:
+    for name in _RUN_ARTIFACTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 def _check_inputs_unchanged(out: Path, cohort: Cohort, config: ExperimentConfig) -> None:

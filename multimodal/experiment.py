@@ -39,7 +39,16 @@ ClinicalAdapterConfig = _adapter_config("ehr", "ClinicalAdapterConfig")
 
 @dataclass(frozen=True)
 class AdaptersConfig:
-    """One optional section per modality; the section name is both the modality and the registered adapter."""
+    """One optional section per modality; the section name is both the modality and the registered adapter.
+
+    A modality is used when its section is present (``clinical: {}`` turns the clinical adapter on with its defaults).
+
+    Attributes:
+        pathology: slide patch-embedding bags (:class:`PathologyAdapterConfig`); null = modality off.
+        genomics: expression and mutations as pathway / gene tokens (:class:`GenomicsAdapterConfig`); null = off.
+        ehr: MEDS events before the prediction time (:class:`EHRAdapterConfig`); null = off.
+        clinical: the clinical table as static tokens (:class:`ClinicalAdapterConfig`); null = off.
+    """
 
     pathology: PathologyAdapterConfig | None = None  # type: ignore[valid-type]
     genomics: GenomicsAdapterConfig | None = None  # type: ignore[valid-type]
@@ -52,7 +61,18 @@ class AdaptersConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the cohort comes from: a manifest, or a TCGA table layout under ``root`` with a cohort name."""
+    """Where the cohort comes from: a manifest, or a TCGA table layout under ``root`` with a cohort name.
+
+    Attributes:
+        layout: ``manifest`` (a cohort manifest YAML, see data-formats.md), ``tcga`` (PORPOISE/MCAT tables under
+            ``root``) or ``tcga_response`` (TCGA-CDR first-course response).
+        manifest: path of the manifest YAML (layout ``manifest``); relative to the working directory.
+        root: data root holding ``tcga_porpoise/`` (layouts ``tcga``, ``tcga_response``), e.g. ``../shared/data``.
+        cohort: TCGA cohort name, e.g. ``blca``, ``brca``, ``kirc`` (case-insensitive).
+        splits: ``auto``: the cohort's external split files when it has them (manifest ``splits:``, PORPOISE for
+            ``tcga``), else stratified k-fold; ``kfold``: always stratified k-fold; ``porpoise`` / ``mmp``: those
+            published TCGA folds.
+    """
 
     layout: Literal["manifest", "tcga", "tcga_response"] = "manifest"
     manifest: str | None = None
@@ -63,7 +83,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """Cross-validation protocol: folds, metrics, baselines and ablations on identical folds."""
+    """Cross-validation protocol: folds, metrics, baselines and ablations on identical folds.
+
+    Attributes:
+        folds: k of the stratified k-fold when the cohort has no external split files.
+        max_folds: run only the first N folds (0 = all); for quick runs.
+        split_seed: added to ``seed`` for the k-fold split.
+        horizons: time points (in the cohort's time unit) for time-dependent AUC; empty = quantiles of the test
+            event times.
+        calibration_horizon: horizon of the calibration table; null = median test event time.
+        bootstrap: bootstrap resamples for the 95% CIs (0 = no CIs).
+        baselines: baselines on the same folds: survival ``coxph_clinical``, ``coxnet``, ``rsf``; response
+            ``logistic_clinical``, ``enet_logistic``, ``random_forest``.
+        ablations: also train our model on each modality alone (with two or more modalities).
+    """
 
     folds: int = 5
     max_folds: int = 0
@@ -77,6 +110,20 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
+    """One experiment: one YAML file, loaded by :func:`load_experiment` (docs/config-reference.md lists every key).
+
+    Attributes:
+        name: experiment name; recorded in run.json, summaries and the model card.
+        seed: base seed: folds (with evaluation.split_seed), inner split, initialisation, data order (fold k uses
+            seed + k).
+        task: ``survival``, ``response`` (needs a response column) or ``both`` (multitask).
+        data: where the cohort comes from (:class:`DataConfig`).
+        adapters: one optional section per modality (:class:`AdaptersConfig`).
+        model: the fusion model and its heads (:class:`~multimodal.pipeline.ModelConfig`).
+        training: optimisation, early stopping and data loading (:class:`~multimodal.training.TrainingConfig`).
+        evaluation: the cross-validation protocol (:class:`EvaluationConfig`).
+    """
+
     name: str = "experiment"
     seed: int = 0
     task: Literal["survival", "response", "both"] = "survival"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from numbers import Integral, Real
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from multimodal import __version__
 from multimodal.io import write_text_atomic
@@ -12,15 +15,84 @@ if TYPE_CHECKING:
     from multimodal.pipeline import Pipeline
 
 
+NA = "n/a"
+_MEAN, _CI = " (mean over folds)", " 95% CI"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def fmt_metric(v: Any) -> str:
+    """A metric with 3 decimals; "n/a" for None, NaN, ±inf or anything not a number."""
+    return f"{float(v):.3f}" if _is_number(v) else NA
+
+
+def fmt_ci(ci: Any) -> str:
+    """A 95% CI ``[lo, hi]`` as ``0.550–0.670``; "n/a" unless both bounds are finite numbers."""
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(_is_number(b) for b in ci):
+        return f"{fmt_metric(ci[0])}–{fmt_metric(ci[1])}"
+    return NA
+
+
+def fmt_value(v: Any) -> str:
+    """Counts and names as they are, other numbers with 3 decimals, lists comma-separated; "n/a" for missing."""
+    if v is None or v == "" or (isinstance(v, float) and not math.isfinite(v)):
+        return NA
+    if isinstance(v, bool | str):
+        return str(v)
+    if isinstance(v, Integral):
+        return str(int(v))
+    if isinstance(v, Real):
+        return fmt_metric(v)
+    if isinstance(v, list | tuple):
+        return ", ".join(fmt_value(x) for x in v) if v else "none"
+    return str(v)
+
+
+def _count(v: Any) -> str:
+    """A stream-table size: 0 / missing means "does not apply"."""
+    return str(int(v)) if isinstance(v, Integral) and not isinstance(v, bool) and v > 0 else NA
+
+
+def performance_lines(validation: Mapping[str, Any]) -> list[str]:
+    """Markdown bullets of a pipeline's ``metadata["validation"]`` (written by ``api.attach_validation``): each
+    metric's mean over folds with its 95% CI in brackets (``0.612 (0.550–0.670)``), other entries formatted alike."""
+    lines: list[str] = []
+    for key, v in validation.items():
+        if key.endswith(_CI) and f"{key[: -len(_CI)]}{_MEAN}" in validation:
+            continue  # shown with its mean
+        if key.endswith(_MEAN):
+            name = key[: -len(_MEAN)]
+            ci = validation.get(f"{name}{_CI}")
+            if ci is None:
+                lines.append(f"- {name} (mean over folds): {fmt_metric(v)}")
+            else:
+                lines.append(f"- {name} (mean over folds) with 95% CI: {fmt_metric(v)} ({fmt_ci(ci)})")
+        elif key.endswith(_CI):
+            lines.append(f"- {key}: {fmt_ci(v)}")
+        elif isinstance(v, Mapping):
+            lines.append(f"- {key}:")
+            lines += [f"  - {k}: {fmt_value(x)}" for k, x in v.items()]
+        else:
+            lines.append(f"- {key}: {fmt_value(v)}")
+    return lines
+
+
 def render_model_card(pipe: Pipeline) -> str:
     m = pipe.metadata
     cfg = pipe.model.config
     streams = "\n".join(
-        f"| {s['modality']} | {s['kind']} | {s.get('feature_dim', '')} | {s.get('num_slots', '') or ''} | "
-        f"{s.get('vocab_size', '') or ''} |" for s in cfg.streams
+        f"| {s.get('modality', NA)} | {s.get('kind', NA)} | {_count(s.get('feature_dim'))} | "
+        f"{_count(s.get('num_slots'))} | {_count(s.get('vocab_size'))} |" for s in cfg.streams
     )
-    perf = m.get("validation", {})
-    perf_lines = "\n".join(f"- {k}: {v}" for k, v in perf.items()) or "- see the cross-validation summary of the study"
+    perf_lines = "\n".join(performance_lines(m.get("validation") or {})) or (
+        "- see the cross-validation summary of the study")
+    edges = ", ".join(f"{float(e):.1f}" if _is_number(e) else NA for e in cfg.bin_edges or [])
+    edges = f"{edges} {m.get('time_unit') or ''}".strip() if edges else "none"
+    arms = fmt_value(list(m.get("treatment_arms") or []))
+    n_train, n_val, epoch, seed = (fmt_value(m.get(k)) for k in ("n_train", "n_val", "best_epoch", "seed"))
+    score = fmt_metric(m.get("best_val_score"))
     return f"""# Model card — {m.get('cohort', 'cohort')} ({m.get('task', 'survival')})
 
 **Research use only. Not a medical device; not for clinical decision making.**
@@ -28,10 +100,10 @@ def render_model_card(pipe: Pipeline) -> str:
 ## Model details
 - Package: precision-multimodal {__version__}; architecture: latent cross-attention fusion
   (d_model {cfg.d_model}, depth {cfg.depth}, heads {cfg.num_heads}, latents {cfg.num_latents}).
-- Survival head: {cfg.survival} (bins: {len(cfg.bin_edges or []) + 1}, edges {cfg.bin_edges} {m.get('time_unit', '')});
-  response classes: {cfg.response_classes}; treatment arms: {m.get('treatment_arms', [])}.
-- Trained on {m.get('n_train')} patients; early stopping on {m.get('n_val')} inner-validation patients
-  (selected epoch {m.get('best_epoch')}, inner-validation score {m.get('best_val_score')}). Seed {m.get('seed')}.
+- Survival head: {cfg.survival} (bins: {len(cfg.bin_edges or []) + 1}, edges {edges});
+  response classes: {cfg.response_classes}; treatment arms: {arms}.
+- Trained on {n_train} patients; early stopping on {n_val} inner-validation patients
+  (selected epoch {epoch}, inner-validation score {score}). Seed {seed}.
 
 ## Inputs
 | modality | kind | feature dim | slots | vocabulary |

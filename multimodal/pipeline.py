@@ -39,7 +39,30 @@ PIPELINE_FORMAT = 1
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Model section of the experiment YAML (maps onto :class:`MultimodalConfig`)."""
+    """Model section of the experiment YAML (maps onto :class:`MultimodalConfig`).
+
+    Attributes:
+        d_model: width of every token after its input encoder.
+        depth: fusion layers (self-attention among compact tokens + FFN).
+        num_heads: attention heads (must divide d_model).
+        num_latents: learned latent tokens that cross-attend to the patch tokens.
+        cross_layers: how many of the first fusion layers cross-attend to the patch tokens (cost O(N d) each).
+        cross_queries: `latents` (only CLS + latents query the patches) or `all` (every compact token does).
+        slot_hidden: width of each pathway's / gene family's own input encoder.
+        ffn_mult: FFN expansion factor.
+        dropout: dropout in attention outputs, FFNs and heads.
+        modality_dropout: probability, per patient and modality in training, of hiding a present modality (never
+            all of a patient's).
+        fusion: registered fusion block name.
+        pooled_readout: add each modality's mean encoder token (projected) to the fused CLS before the heads.
+        survival: `discrete` (discrete-time hazards), `cox` (partial likelihood) or `none`.
+        num_bins: discrete-time bins; cut at quantiles of the training event times.
+        proportional: discrete-time head with one risk score shifting a learned baseline hazard (true) or free
+            per-bin hazard logits (false).
+        alpha: weight of the uncensored term in the discrete-time NLL (0 = plain NLL).
+        survival_weight: multitask weight of the survival loss.
+        response_weight: multitask weight of the response loss.
+    """
 
     d_model: int = 128
     depth: int = 2
@@ -52,8 +75,10 @@ class ModelConfig:
     dropout: float = 0.1
     modality_dropout: float = 0.15
     fusion: str = "latent_cross_attention"
+    pooled_readout: bool = True
     survival: str = "discrete"
     num_bins: int = 4
+    proportional: bool = True
     alpha: float = 0.5
     survival_weight: float = 1.0
     response_weight: float = 1.0
@@ -83,9 +108,9 @@ def build_model(
         streams=streams, d_model=mcfg.d_model, depth=mcfg.depth, num_heads=mcfg.num_heads,
         num_latents=mcfg.num_latents, cross_layers=mcfg.cross_layers, cross_queries=mcfg.cross_queries,
         slot_hidden=mcfg.slot_hidden, ffn_mult=mcfg.ffn_mult, dropout=mcfg.dropout,
-        modality_dropout=mcfg.modality_dropout, fusion=mcfg.fusion, survival=survival,
+        modality_dropout=mcfg.modality_dropout, fusion=mcfg.fusion, pooled_readout=mcfg.pooled_readout, survival=survival,
         bin_edges=quantile_bin_edges(time, event, mcfg.num_bins) if survival == "discrete" else [],
-        alpha=mcfg.alpha, response_classes=response_classes, num_arms=len(cohort.treatment_arms),
+        proportional=mcfg.proportional, alpha=mcfg.alpha, response_classes=response_classes, num_arms=len(cohort.treatment_arms),
         survival_weight=mcfg.survival_weight, response_weight=mcfg.response_weight, time_unit=cohort.time_unit,
     )
     return MultimodalModel(config)
@@ -205,8 +230,20 @@ class Pipeline:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as exc:
             raise IntegrityError(f"{meta_path}: unreadable ({exc})") from exc
-        if meta.get("format") != PIPELINE_FORMAT:
-            raise InputError(f"unsupported pipeline format {meta.get('format')!r}", file=meta_path, field="format")
+        found, supported = meta.get("format"), (PIPELINE_FORMAT,)
+        if isinstance(found, bool) or found not in supported:  # JSON true == 1 in Python
+            written_by = meta.get("package_version") or "an unknown version"
+            if isinstance(found, int) and not isinstance(found, bool) and found > max(supported):
+                what = "newer than this version reads"
+                hint = (f"it was written by precision-multimodal {written_by}; upgrade precision-multimodal (this is "
+                        f"{__version__}) to load it, or re-train it with this version ('multimodal train')")
+            else:
+                what = "missing or not a known format"
+                hint = ("pipeline.json was not written by 'multimodal train' or was edited; re-train the pipeline "
+                        "with 'multimodal train', or restore pipeline.json from a trusted copy")
+            supported_text = ", ".join(str(v) for v in supported)
+            raise InputError(f"pipeline format {found!r} is {what}; precision-multimodal {__version__} reads "
+                             f"format {supported_text}", file=meta_path, field="format", hint=hint)
         if verify:
             sums = meta.get("sha256") or {}
             needed = ["model/config.json", "model/model.safetensors"] + [

@@ -30,7 +30,7 @@ import yaml
 
 from multimodal.cohorts.cohort import Cohort, Fold
 from multimodal.config import to_dict
-from multimodal.errors import InputError
+from multimodal.errors import ConfigError, InputError
 from multimodal.experiment import ExperimentConfig, load_cohort, make_adapters
 from multimodal.io import atomic_path, write_json_atomic, write_text_atomic
 from multimodal.pipeline import Pipeline
@@ -80,16 +80,26 @@ class Study:
         summary = Study(cfg).run("runs/demo")
     """
 
-    def __init__(self, config: ExperimentConfig, *, base_dir: Path | None = None, cohort: Cohort | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, *, base_dir: Path | None = None, cohort: Cohort | None = None,
+                 config_file: str | Path | None = None) -> None:
         self.config = config
         self.base_dir = base_dir
+        self.config_file = config_file  # named in errors about the config's values
         self._cohort = cohort
+        self._folds: list[Fold] | None = None
 
     @property
     def cohort(self) -> Cohort:
         if self._cohort is None:
             self._cohort = load_cohort(self.config.data, base=self.base_dir)
         return self._cohort
+
+    def check_inputs(self) -> list[Fold]:
+        """Load the cohort and make the folds, writing nothing: a bad config, manifest or split file fails here, before
+        :meth:`run` touches the run folder. The folds are kept for :meth:`run`."""
+        if self._folds is None:
+            self._folds = self.folds()
+        return self._folds
 
     # -- folds
     def folds(self) -> list[Fold]:
@@ -99,6 +109,9 @@ class Study:
         folds = c.splits if (c.splits and self.config.data.splits != "kfold") else None
         if folds is None:
             ids = c.patient_ids
+            if ev.folds > len(ids):
+                raise ConfigError(f"cannot make {ev.folds} folds from {len(ids)} patients", file=self.config_file,
+                                  field="evaluation.folds", hint=f"lower evaluation.folds (at most {len(ids)})")
             strat = self._stratify_labels(ids)
             folds = stratified_kfold(ids, strat, ev.folds, self.config.seed + ev.split_seed)
         known = set(c.patient_ids)
@@ -226,6 +239,17 @@ class Study:
 
     # -- the run
     def run(self, out_dir: str | Path, *, overwrite: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Run (or resume) the study into ``out_dir``.
+
+        Everything that can reject the input (the folder's state, the cohort, the folds, the inputs' fingerprints,
+        the ground truth) is read before the folder is created or written, so bad input leaves no half-made run.
+        Under ``accelerate launch`` / ``torchrun`` every process computes (training is collective) and only the main
+        process writes.
+        """
+        from accelerate import PartialState
+
+        from multimodal.provenance import run_record
+
         out = Path(out_dir)
         say = progress or (lambda s: log.info(s))
         cfg_yaml = yaml.safe_dump(to_dict(self.config), sort_keys=False)
@@ -235,38 +259,45 @@ class Study:
                                  hint="choose a new --out, or pass --overwrite")
         elif out.exists() and any(out.iterdir()) and not overwrite:
             raise InputError("output exists and is not a run directory", file=out, hint="choose a new --out or --overwrite")
-        (out / "folds").mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.yaml", cfg_yaml)
-        from multimodal.provenance import run_record
-
-        write_json_atomic(out / "run.json", run_record(self.config, self.cohort))
-        folds = self.folds()
+        folds = self.check_inputs()
+        record = run_record(self.config, self.cohort)
         oracle = self._oracle()
+        done = {f.index for f in folds if all(p.is_file() for p in _fold_files(out, f))}
+        state = PartialState()
+        state.wait_for_everyone()  # every process has read the folder before the main process writes to it
+        writes = state.is_main_process
+        if writes:
+            (out / "folds").mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out / "config.yaml", cfg_yaml)
+            write_json_atomic(out / "run.json", record)
         all_preds: list[pd.DataFrame] = []
         per_method: dict[str, list[dict[str, Any]]] = {}
         t0 = _time.perf_counter()
         for fold in folds:
-            fpath = out / "folds" / f"fold_{fold.index}.json"
-            ppath = out / "folds" / f"fold_{fold.index}.parquet"
-            if fpath.is_file() and ppath.is_file():
+            fpath, ppath = _fold_files(out, fold)
+            if fold.index in done:
                 say(f"fold {fold.index}: already done, reusing")
                 rec = json.loads(fpath.read_text())
                 preds = pd.read_parquet(ppath)
             else:
                 rec, preds = self._run_fold(fold, out, say)
-                with atomic_path(ppath) as tmp:
-                    preds.to_parquet(tmp, index=False)
-                write_json_atomic(fpath, rec)
+                if writes:
+                    with atomic_path(ppath) as tmp:
+                        preds.to_parquet(tmp, index=False)
+                    write_json_atomic(fpath, rec)
             all_preds.append(preds)
             for name, m in rec["methods"].items():
                 per_method.setdefault(name, []).append({"fold": fold.index, **m})
         preds = pd.concat(all_preds, ignore_index=True)
-        with atomic_path(out / "predictions.parquet") as tmp:
-            preds.to_parquet(tmp, index=False)
+        if writes:
+            with atomic_path(out / "predictions.parquet") as tmp:
+                preds.to_parquet(tmp, index=False)
         summary = self._summarize(per_method, preds, folds, oracle)
         summary["seconds"] = _time.perf_counter() - t0
-        write_json_atomic(out / "summary.json", summary)
-        write_text_atomic(out / "summary.md", summary_markdown(summary))
+        if writes:
+            write_json_atomic(out / "summary.json", summary)
+            write_text_atomic(out / "summary.md", summary_markdown(summary))
+        state.wait_for_everyone()  # the outputs exist for every process on return
         return summary
 
     def _run_fold(self, fold: Fold, out: Path, say: Callable[[str], None]) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -341,6 +372,11 @@ class Study:
             "preprocessing": "adapters and baseline preprocessing fitted on training patients of each fold only",
             "time_unit": c.time_unit,
         }
+
+
+def _fold_files(out: Path, fold: Fold) -> tuple[Path, Path]:
+    """(metrics JSON, predictions parquet) of a finished fold in run folder ``out``."""
+    return out / "folds" / f"fold_{fold.index}.json", out / "folds" / f"fold_{fold.index}.parquet"
 
 
 def true_risk_table(ground_truth: dict[str, Any]) -> pd.DataFrame:

@@ -36,7 +36,30 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Optimisation and selection settings (YAML section ``training``)."""
+    """Optimisation and selection settings (YAML section ``training``).
+
+    Attributes:
+        epochs: maximum epochs (early stopping may end sooner).
+        batch_size: patients per optimizer step (per process).
+        lr: AdamW learning rate (linear warm-up, then cosine decay).
+        weight_decay: AdamW weight decay (not applied to biases, norms, embeddings, latents).
+        grad_accum: gradient accumulation steps (effective batch = batch_size × grad_accum × processes).
+        mixed_precision: `no` or `bf16` autocast; set it here, not with `accelerate launch --mixed_precision`.
+        max_grad_norm: gradient clipping norm (0 = off).
+        warmup_frac: fraction of the optimizer steps used for linear warm-up.
+        val_fraction: share of each training fold held out (stratified) as inner validation for early stopping;
+            the reporting fold is never used.
+        patience: epochs without improvement of `select_metric` before stopping.
+        select_metric: epoch-selection rule on the inner validation: `c_index` (Harrell), `loss` (the training
+            loss on the inner validation patients; smoother on small cohorts), `auroc`.
+        checkpoint_every: also checkpoint every N optimizer steps (0 = at epoch ends only) when training is given a
+            checkpoint folder (`multimodal.training.fit_model(out_dir=...)`); `multimodal cv` resumes fold by fold.
+        eval_batch_size: patients per forward pass at prediction time.
+        num_workers: DataLoader worker processes.
+        bucket_factor: bag-size bucketing: batches are drawn from pools of batch_size × bucket_factor patients
+            sorted by token count (less padding).
+        progress: progress bars (main process only).
+    """
 
     epochs: int = 20
     batch_size: int = 16

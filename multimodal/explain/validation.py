@@ -21,7 +21,7 @@ from multimodal.explain.attribution import integrated_gradients
 
 
 def _code_of(name: str) -> str:
-    return name.split(" = ")[0].split(" @ ")[0].split(" [UNK]")[0].strip()
+    return name.split(" = ")[0].split(" @ ")[0].split(" [UNK]")[0].split(" [trend]")[0].strip()
 
 
 def validate_explanations(pipe: Any, cohort: Any, ground_truth: dict[str, Any], patient_ids: list[str], *,

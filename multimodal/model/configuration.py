@@ -27,8 +27,11 @@ class MultimodalConfig(PreTrainedConfig):
         modality_dropout: probability, per patient and modality in training, of hiding a present modality
             (never all of a patient's modalities).
         fusion: registered fusion block name.
+        pooled_readout: add each modality's mean encoder token (projected) to the fused CLS before the heads.
         survival: "discrete", "cox" or "none".
         bin_edges: discrete-time bin cut points (interior edges, in ``time_unit``), from training event-time quantiles.
+        proportional: discrete-time head with one risk score shifting a learned baseline hazard (True) or free
+            per-bin hazard logits (False).
         alpha: weight of the uncensored term in the discrete-time NLL (0 = plain NLL).
         response_classes: 0 = no response head, 2 = binary, > 2 = multiclass.
         num_arms: number of treatment arms (0 = no treatment conditioning).
@@ -50,8 +53,10 @@ class MultimodalConfig(PreTrainedConfig):
     dropout: float = 0.1
     modality_dropout: float = 0.0
     fusion: str = "latent_cross_attention"
+    pooled_readout: bool = True
     survival: str = "discrete"
     bin_edges: list[float] | None = None
+    proportional: bool = True
     alpha: float = 0.5
     response_classes: int = 0
     num_arms: int = 0

@@ -11,8 +11,6 @@ from multimodal.types import TokenStream
 
 Tensor = torch.Tensor
 
-X: dict = {"event_value": "per_code", "event_vt": True, "event_norm": "code", "slot": "hidden"}
-
 
 def sincos_features(x: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
     """Sin-cos features of a scalar field ``x`` (..., ) → (..., dim)."""
@@ -54,9 +52,6 @@ class SlotEncoder(nn.Module):
 
     def __init__(self, num_slots: int, feature_dim: int, d_model: int, hidden: int = 32) -> None:
         super().__init__()
-        self.mode = X["slot"]
-        if self.mode == "linear":
-            hidden = d_model
         self.weight = nn.Parameter(torch.randn(num_slots, feature_dim, hidden) / math.sqrt(max(feature_dim, 1)))
         self.bias = nn.Parameter(torch.zeros(num_slots, hidden))
         self.out = nn.Linear(hidden, d_model)
@@ -72,8 +67,6 @@ class SlotEncoder(nn.Module):
             # An all-missing (padded) stream may arrive with fewer tokens; pad to the slot count.
             x = torch.nn.functional.pad(x, (0, 0, 0, self.num_slots - p)) if p < self.num_slots else x[:, : self.num_slots]
         h = torch.einsum("bpf,pfh->bph", x, self.weight) + self.bias
-        if self.mode == "linear":
-            return self.norm(self.slot_emb) + h + 0.0 * self.out.weight.sum()
         return self.norm(self.out(nn.functional.elu(h)) + self.slot_emb)
 
 
@@ -84,10 +77,9 @@ class EventEncoder(nn.Module):
         super().__init__()
         self.vocab_size = max(vocab_size, 2)
         self.code_emb = nn.Embedding(self.vocab_size, d_model, padding_idx=0)
-        self.value_proj = nn.Linear(1, d_model)
-        init = X.get("vinit", 0.02)
-        self.value_w = nn.Parameter(torch.randn(self.vocab_size, d_model) * init)
-        self.vt_w = nn.Parameter(torch.randn(self.vocab_size, d_model) * init)
+        # per-code value direction, and a per-code value x time direction (lets the fusion read trends)
+        self.value_w = nn.Parameter(torch.randn(self.vocab_size, d_model))  # unit scale, like the normed code part
+        self.vt_w = nn.Parameter(torch.randn(self.vocab_size, d_model) * 0.02)
         self.time_proj = nn.Linear(time_dim, d_model)
         self.time_dim = time_dim
         self.norm = nn.LayerNorm(d_model)
@@ -103,18 +95,10 @@ class EventEncoder(nn.Module):
         t = torch.zeros(codes.shape, dtype=x.dtype, device=x.device) if stream.times is None else stream.times.to(x.dtype)
         # signed log-days: resolves both "yesterday" and "three years ago"
         x = x + self.time_proj(sincos_features(torch.sign(t) * torch.log1p(t.abs()), self.time_dim, max_period=100.0).to(x.dtype))
-        if X["event_value"] == "shared":
-            x = x + self.value_proj(v.unsqueeze(-1)) + 0.0 * (self.value_w.sum() + self.vt_w.sum())
-            return self.norm(x)
-        val = self.value_w[codes] * v.unsqueeze(-1) + 0.0 * sum(p.sum() for p in self.value_proj.parameters())
-        if X["event_vt"]:
-            ty = (t / 365.25).clamp(-5.0, 5.0)
-            val = val + self.vt_w[codes] * (v * ty).unsqueeze(-1)
-        else:
-            val = val + 0.0 * self.vt_w.sum()
-        if X["event_norm"] == "code":
-            return self.norm(x) + val
-        return self.norm(x + val)
+        ty = (t / 365.25).clamp(-5.0, 5.0)
+        val = self.value_w[codes] * v.unsqueeze(-1) + self.vt_w[codes] * (v * ty).unsqueeze(-1)
+        # values are added after the norm so their scale (standardized per code) survives
+        return self.norm(x) + val
 
 
 def build_encoder(spec: dict, d_model: int, slot_hidden: int, max_slides: int) -> nn.Module:

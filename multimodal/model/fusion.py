@@ -15,8 +15,6 @@ from multimodal.registry import register_fusion
 
 Tensor = torch.Tensor
 
-X: dict = {"sink_logn": True, "pool": "none"}
-
 
 class CrossAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
@@ -35,13 +33,11 @@ class CrossAttention(nn.Module):
         mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=kv_mask.device), kv_mask], dim=1)
         q = self.q(self.norm_q(x)).view(b, m, self.h, hd).transpose(1, 2)  # (B, H, M, hd)
         k = kv.view(b, -1, self.h, hd).transpose(1, 2)  # (B, H, 1+N, hd); K = V = patch tokens
-        if X["sink_logn"]:
-            n = kv_mask.sum(1, keepdim=True).clamp(min=1).to(q.dtype)
-            bias = torch.zeros(b, mask.shape[1], dtype=q.dtype, device=q.device)
-            bias[:, :1] = torch.log(n)
-            am = bias.masked_fill(~mask, float("-inf"))[:, None, None, :]
-        else:
-            am = mask[:, None, None, :]
+        # the sink's logit is raised by log(n): its share of attention does not vanish for large bags
+        n = kv_mask.sum(1, keepdim=True).clamp(min=1).to(q.dtype)
+        bias = torch.zeros(b, mask.shape[1], dtype=q.dtype, device=q.device)
+        bias[:, :1] = torch.log(n)
+        am = bias.masked_fill(~mask, float("-inf"))[:, None, None, :]
         o = F.scaled_dot_product_attention(
             q, k, k, attn_mask=am, dropout_p=self.dropout if self.training else 0.0
         )
@@ -115,8 +111,6 @@ class LatentCrossAttentionFusion(nn.Module):
         )
         self.cross_queries = cross_queries
         self.norm = nn.LayerNorm(d_model)
-        self.patch_pool = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, d_model))
-        self.compact_pool = nn.Linear(d_model, d_model)
 
     def forward(self, compact: Tensor, compact_mask: Tensor, patches: Tensor, patch_mask: Tensor, n_latent: int) -> Tensor:
         """compact: (B, M, d) with CLS at 0 and latents at 1..n_latent; patches: (B, N, d). Returns (B, M, d)."""
@@ -124,19 +118,4 @@ class LatentCrossAttentionFusion(nn.Module):
         x = compact
         for layer in self.layers:
             x = layer(x, compact_mask, patches, patch_mask, n_query)
-        out = self.norm(x)
-        pool = X["pool"]
-        extra = 0.0 * (sum(p.sum() for p in self.patch_pool.parameters()) + sum(p.sum() for p in self.compact_pool.parameters()))
-        if pool in ("patches", "all"):
-            pm = patch_mask.unsqueeze(-1).to(patches.dtype)
-            pp = (self.patch_pool(patches) * pm).sum(1) / pm.sum(1).clamp(min=1)
-            extra = extra + pp
-        if pool in ("compact", "all"):
-            cm = compact_mask[:, 1 + n_latent :].unsqueeze(-1).to(compact.dtype)
-            cp = (self.compact_pool(compact[:, 1 + n_latent :]) * cm).sum(1) / cm.sum(1).clamp(min=1)
-            extra = extra + cp
-        if isinstance(extra, Tensor) and extra.dim() == 2:
-            out = torch.cat([(out[:, 0] + extra).unsqueeze(1), out[:, 1:]], dim=1)
-        else:
-            out = out + extra
-        return out
+        return self.norm(x)

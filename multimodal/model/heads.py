@@ -16,8 +16,6 @@ from multimodal.types import ResponseTarget, SurvivalTarget
 
 Tensor = torch.Tensor
 
-X: dict = {"cox_aux": 0.0}
-
 
 def _mlp(d_model: int, out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_model, out))
@@ -25,28 +23,36 @@ def _mlp(d_model: int, out: int, dropout: float) -> nn.Sequential:
 
 @register_head("discrete_survival")
 class DiscreteSurvivalHead(nn.Module):
-    """K = len(bin_edges)+1 hazard logits; S(t_k) = Π (1 - h_j); risk = -Σ_k S(t_k) (higher = worse)."""
+    """K = len(bin_edges)+1 discrete-time hazards h_k, S(t_k) = Π_{j<=k} (1 - h_j).
 
-    def __init__(self, *, d_model: int, bin_edges: list[float], alpha: float = 0.5, dropout: float = 0.1) -> None:
+    ``proportional=True`` (default): logit h_k = b_k + η(x) — one risk score η per patient shifts a learned baseline
+    (a discrete-time proportional-odds model); risk = η. It ranks patients with a single score, which is what small
+    cohorts can estimate. ``proportional=False``: K free logits per patient; risk = -Σ_k S(t_k).
+    """
+
+    def __init__(self, *, d_model: int, bin_edges: list[float], alpha: float = 0.5, dropout: float = 0.1,
+                 proportional: bool = True) -> None:
         super().__init__()
-        self.net = _mlp(d_model, len(bin_edges) + 1, dropout)
+        self.prop = proportional
+        self.net = _mlp(d_model, 1 if self.prop else len(bin_edges) + 1, dropout)
+        self.baseline = nn.Parameter(torch.zeros(len(bin_edges) + 1))
         self.register_buffer("edges", torch.tensor(list(bin_edges), dtype=torch.float32), persistent=True)
         self.alpha = alpha
 
     def forward(self, h: Tensor) -> dict[str, Tensor]:
-        logits = self.net(h)
+        if self.prop:
+            eta = self.net(h)
+            logits = self.baseline + eta
+        else:
+            logits = self.net(h) + 0.0 * self.baseline  # keeps the (unused) baseline in the graph for DDP
         hazards = torch.sigmoid(logits)
         surv = torch.cumprod(1.0 - hazards, dim=-1)
-        return {"hazard_logits": logits, "hazards": hazards, "survival": surv, "risk": -surv.sum(-1)}
+        risk = eta.squeeze(-1) if self.prop else -surv.sum(-1)
+        return {"hazard_logits": logits, "hazards": hazards, "survival": surv, "risk": risk}
 
     def loss(self, out: dict[str, Tensor], target: SurvivalTarget) -> Tensor:
         bins = discretize_times(target.time.to(self.edges.device), self.edges)
-        loss = discrete_time_nll(out["hazard_logits"].float(), bins, target.event, alpha=self.alpha)
-        if X["cox_aux"] > 0 and bool(target.event.any()):
-            loss = loss + X["cox_aux"] * neg_partial_log_likelihood(
-                torch.log(nn.functional.softplus(out["hazard_logits"].float()).sum(-1)),
-                target.event, target.time.to(self.edges.device))
-        return loss
+        return discrete_time_nll(out["hazard_logits"].float(), bins, target.event, alpha=self.alpha)
 
 
 @register_head("cox")

@@ -48,7 +48,9 @@ class MultimodalPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
+            # fan-in scaled (not GPT's fixed 0.02, which at d_model 32-128 shrinks every layer's output ~10x and
+            # leaves small-cohort training on a plateau until it memorizes)
+            nn.init.trunc_normal_(module.weight, std=module.weight.shape[1] ** -0.5)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
@@ -82,11 +84,15 @@ class MultimodalModel(MultimodalPreTrainedModel):
             d_model=d, num_heads=config.num_heads, depth=config.depth, ffn_mult=config.ffn_mult,
             dropout=config.dropout, cross_layers=config.cross_layers, cross_queries=config.cross_queries,
         )
+        # pooled readout: each modality's mean encoder token, projected, is added to the fused CLS — a short path
+        # from every input to the heads that small cohorts can fit before the attention learns where to look
+        self.pool_proj = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities}) if config.pooled_readout else None
         self.arm_emb = nn.Embedding(config.num_arms, d) if config.num_arms > 0 else None
         self.survival_head: nn.Module | None = None
         if config.survival == "discrete":
             self.survival_head = HEADS.get("discrete_survival")(
-                d_model=d, bin_edges=list(config.bin_edges or []), alpha=config.alpha, dropout=config.dropout
+                d_model=d, bin_edges=list(config.bin_edges or []), alpha=config.alpha, dropout=config.dropout,
+                proportional=config.proportional,
             )
         elif config.survival == "cox":
             self.survival_head = HEADS.get("cox")(d_model=d, dropout=config.dropout)
@@ -145,6 +151,7 @@ class MultimodalModel(MultimodalPreTrainedModel):
         streams = {m: self._stream_or_dummy(batch, m, device) for m in self.modalities}
         present = self._modality_keep({m: s.mask.any(dim=1) for m, s in streams.items()})
         compact, compact_mask, patches, patch_mask = [], [], [], []
+        pooled = []
         ones = torch.ones(b, 1, dtype=torch.bool, device=device)
         compact.append(self.cls.expand(b, -1, -1))
         compact_mask.append(ones)
@@ -160,6 +167,10 @@ class MultimodalModel(MultimodalPreTrainedModel):
             mask = s.mask & present[m].unsqueeze(1)
             if tok.shape[1] != mask.shape[1]:  # slot encoder pads short (all-missing) streams to its slot count
                 mask = torch.nn.functional.pad(mask, (0, tok.shape[1] - mask.shape[1]), value=False)
+            if self.pool_proj is not None:
+                mf = mask.unsqueeze(-1).to(enc.dtype)
+                mean = (enc * mf).sum(1) / mf.sum(1).clamp(min=1)
+                pooled.append(self.pool_proj[m](mean) * present[m].unsqueeze(-1).to(enc.dtype))
             if self.specs[m]["kind"] == "patches":
                 patches.append(tok)
                 patch_mask.append(mask)
@@ -175,7 +186,10 @@ class MultimodalModel(MultimodalPreTrainedModel):
             p = torch.zeros(b, 0, x.shape[-1], device=device, dtype=x.dtype)
             pm = torch.zeros(b, 0, dtype=torch.bool, device=device)
         out = self.fusion(x, x_mask, p, pm, n_latent=self.latents.shape[1])
-        return out[:, 0], present
+        h = out[:, 0]
+        if pooled:
+            h = h + sum(pooled)
+        return h, present
 
     # ---- heads -------------------------------------------------------------------------------------------------
     def _heads(self, h: Tensor) -> dict[str, Tensor]:

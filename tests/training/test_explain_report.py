@@ -56,7 +56,7 @@ def test_integrated_gradients_completeness_within_one_percent(trained):
 
     pipe, cohort, _ = trained
     pid = _full_patient(cohort)
-    r = integrated_gradients(pipe.model, _batch(pipe, cohort, pid), n_steps=64)
+    r = integrated_gradients(pipe.model, _batch(pipe, cohort, pid), n_steps=256)
     assert set(r.tokens) == set(pipe.adapters)  # every modality gets per-token attributions
     total = sum(t.scores.sum() for t in r.tokens.values())
     assert abs(total - (r.f_x - r.f_baseline)) <= 0.01 * abs(r.f_x - r.f_baseline) + 1e-6

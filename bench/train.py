@@ -1,0 +1,148 @@
+"""Accuracy of the fusion model against the oracle and the baselines (issue #4 targets) → bench/results/train.json.
+
+* **Synthetic**: a 300-patient cohort (seed 1, three modalities + the clinical table) written by ``multimodal synth``;
+  ``configs/demo.yaml`` with ``task=survival``; stratified 5-fold CV (``Study.folds``), the same inner validation
+  split as ``multimodal cv``. Per fold: our model's Harrell c-index on the reporting fold, the same model's c-index
+  when the slides of a random half of the reporting patients are removed (the missing-modality path), and the
+  baselines on the same folds. The oracle is the c-index of the true linear predictor.
+* **TCGA** (``configs/tcga_{blca,brca,kirc}.yaml``, published PORPOISE 5 folds): ``multimodal cv`` end to end, our
+  mean c-index against the baselines and MCAT's published values, and the wall time of the BLCA run.
+
+Usage: ``python -m bench.train`` (everything), ``python -m bench.train synthetic``, ``python -m bench.train tcga``.
+The throughput part of train.json is written by ``python -m bench.throughput``; this module keeps it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import RESULTS, machine
+from multimodal.cohorts.sources import SlideSource
+from multimodal.experiment import load_experiment
+from multimodal.metrics import harrell_c
+from multimodal.study import Study
+
+REPO = Path(__file__).resolve().parents[1]
+MCAT_PUBLISHED = {"blca": 0.624, "brca": 0.580}  # MCAT (Chen et al. 2021), mean c-index on these 5 folds
+
+
+def _data_root() -> Path:
+    env = os.environ.get("MULTIMODAL_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def synthetic(patients: int = 300, seed: int = 1) -> dict[str, Any]:
+    from multimodal.cohorts.splits import inner_split
+    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
+    from multimodal.experiment import make_adapters
+    from multimodal.pipeline import Pipeline
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = generate_synthetic_cohort(Path(tmp) / "cohort", SyntheticConfig(patients=patients, seed=seed))
+        truth = load_ground_truth(manifest)
+        cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", "task=survival"])
+        st = Study(cfg)
+        c = st.cohort
+        lp = {p["patient_id"]: p["linear_predictor"] for p in truth["patients"]}
+        rng = np.random.default_rng(seed)
+        folds = []
+        for fold in st.folds():
+            train, test = list(fold.train), list(fold.val)
+            itr, iva = inner_split(train, st._stratify_labels(train), cfg.training.val_fraction, cfg.seed + fold.index)
+            pipe, fit = Pipeline.fit(c, itr, val_ids=iva, adapters=make_adapters(cfg), model_config=cfg.model,
+                                     training=cfg.training, task=cfg.task, seed=cfg.seed + fold.index)
+            t, e = c.survival_arrays(test)
+
+            def cindex(cohort: Any, ids: list[str] = test, t: Any = t, e: Any = e, pipe: Any = pipe) -> float:
+                pred = pipe.predict(cohort, ids).set_index("patient_id").loc[ids]
+                return float(harrell_c(t, e, pred["risk"].to_numpy()))
+
+            full = cindex(c)
+            # remove the slides of a random half of the reporting patients (the model's missing-modality path)
+            drop = set(rng.choice(test, size=len(test) // 2, replace=False).tolist())
+            src = c.modalities["pathology"]
+            assert isinstance(src, SlideSource)
+            no_slides = dataclasses.replace(c, modalities={**c.modalities, "pathology": SlideSource(
+                {p: refs for p, refs in src.slides.items() if p not in drop})})
+            half = cindex(no_slides)
+            pipe.bind(c)
+            rec = {"fold": fold.index, "c_index": full, "c_index_half_slides_removed": half,
+                   "oracle_c_index": float(harrell_c(t, e, np.array([lp[p] for p in test]))),
+                   "best_epoch": fit.best_epoch, "n_test": len(test)}
+            for name in cfg.evaluation.baselines:
+                res = st._fit_baseline(name, fold)
+                pred = res.predictions.set_index("patient_id").loc[test]
+                rec[name] = float(harrell_c(t, e, pred["risk"].to_numpy()))
+            folds.append(rec)
+            print(json.dumps(rec), flush=True)
+    mean = {k: float(np.mean([f[k] for f in folds])) for k in folds[0] if k not in ("fold", "best_epoch", "n_test")}
+    return {
+        "cohort": {"patients": patients, "seed": seed, "config": "configs/demo.yaml (task=survival)"},
+        "folds": folds, "mean": mean,
+        "gap_to_oracle": mean["oracle_c_index"] - mean["c_index"],
+        "drop_with_half_slides_removed": mean["c_index"] - mean["c_index_half_slides_removed"],
+        "targets": {"gap_to_oracle_max": 0.03, "drop_max": 0.05},
+        "met": {"gap_to_oracle": mean["oracle_c_index"] - mean["c_index"] <= 0.03,
+                "missing_slides": mean["c_index"] - mean["c_index_half_slides_removed"] < 0.05},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def tcga(cohorts: tuple[str, ...] = ("blca", "brca", "kirc")) -> dict[str, Any]:
+    root = _data_root()
+    if not root.is_dir():
+        return {"skipped": f"shared data not found at {root} (set MULTIMODAL_SHARED_DATA)"}
+    out: dict[str, Any] = {}
+    for name in cohorts:
+        cfg = load_experiment(REPO / "configs" / f"tcga_{name}.yaml", [f"data.root={root}"])
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = Study(cfg).run(Path(tmp) / "run")
+        secs = time.perf_counter() - t0
+        methods = {m: {"mean_c_index": v["mean"].get("c_index"), "ci95": v.get("ci95", {}).get("c_index"),
+                       "folds": [f.get("c_index") for f in v["folds"]]} for m, v in summary["methods"].items()}
+        ours = methods["multimodal"]["mean_c_index"]
+        base = {m: v["mean_c_index"] for m, v in methods.items() if not m.startswith("multimodal")}
+        best = max(base, key=lambda m: base[m])
+        out[name] = {
+            "methods": methods, "best_baseline": best, "seconds": secs,
+            "mcat_published": MCAT_PUBLISHED.get(name),
+            "met": {"vs_best_baseline": ours >= base[best],
+                    "vs_mcat": None if name not in MCAT_PUBLISHED else ours >= MCAT_PUBLISHED[name]},
+        }
+        print(name, json.dumps({k: v for k, v in out[name].items() if k != "methods"}), flush=True)
+    if "blca" in out:
+        out["cv_blca_seconds"] = out["blca"]["seconds"]
+        out["cv_blca_under_10_min"] = out["blca"]["seconds"] < 600
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parts = argv or ["synthetic", "tcga"]
+    path = RESULTS / "train.json"
+    res = json.loads(path.read_text()) if path.is_file() else {}
+    if "synthetic" in parts:
+        res["synthetic"] = synthetic()
+    if "tcga" in parts:
+        res["tcga"] = tcga()
+    res["machine"] = machine()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
