@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_ehr_adapter import TRAIN, days, make_cohort, write_meds  # rootdir-based import (tests/adapters on sys.path)
 
 from multimodal.adapters.base import Adapter
 from multimodal.adapters.ehr import EHRAdapter, code_trends
-
-from test_ehr_adapter import TRAIN, days, make_cohort, write_meds  # rootdir-based import (tests/adapters on sys.path)
 
 SLOPES = {1: 10.0, 2: 20.0, 3: 40.0, 4: 80.0, 5: 30.0}  # LAB//LDH units per year (design)
 
