@@ -96,10 +96,12 @@ class MultimodalModel(MultimodalPreTrainedModel):
             )
         elif config.survival == "cox":
             self.survival_head = HEADS.get("cox")(d_model=d, dropout=config.dropout)
-        self.response_head = (
+        # treatment response: one head per arm on the shared representation (TARNet, Shalit et al. 2017), so the
+        # response under each arm is its own function of the patient and arm x biomarker interactions are direct
+        self.response_heads = nn.ModuleList(
             HEADS.get("response")(d_model=d, num_classes=config.response_classes, dropout=config.dropout)
-            if config.response_classes >= 2 else None
-        )
+            for _ in range(max(config.num_arms, 1))
+        ) if config.response_classes >= 2 else None
         self.post_init()
 
     # ---- input side --------------------------------------------------------------------------------------------
@@ -192,12 +194,21 @@ class MultimodalModel(MultimodalPreTrainedModel):
         return h, present
 
     # ---- heads -------------------------------------------------------------------------------------------------
-    def _heads(self, h: Tensor) -> dict[str, Tensor]:
+    def _heads(self, h: Tensor, h_response: Tensor | None = None, arm: Tensor | int | None = None) -> dict[str, Tensor]:
+        """Head outputs; the response is that of ``arm`` (a per-patient index tensor or one arm for all)."""
         out: dict[str, Tensor] = {}
         if self.survival_head is not None:
             out.update(self.survival_head(h))
-        if self.response_head is not None:
-            out.update(self.response_head(h))
+        if self.response_heads is not None:
+            hr = h if h_response is None else h_response
+            per = [rh(hr) for rh in self.response_heads]  # every arm's head runs (DDP: no unused parameters)
+            if isinstance(arm, int) or len(per) == 1:
+                out.update(per[arm if isinstance(arm, int) else 0])
+            else:
+                idx = torch.zeros(hr.shape[0], dtype=torch.long, device=hr.device) if arm is None else arm.long()
+                for key in per[0]:
+                    stacked = torch.stack([o[key] for o in per], dim=1)  # (B, A, C)
+                    out[key] = stacked[torch.arange(hr.shape[0], device=hr.device), idx]
         if "risk" not in out:
             out["risk"] = torch.zeros(h.shape[0], device=h.device, dtype=h.dtype) + 0.0 * h.sum(-1)
         return out
@@ -206,19 +217,20 @@ class MultimodalModel(MultimodalPreTrainedModel):
         self, batch: Batch, *, per_arm: bool = False, token_overrides: dict[str, Tensor] | None = None,
     ) -> MultimodalOutput:
         fused, present = self.encode(batch, token_overrides)
-        h = fused
+        h, arm = fused, None
         if self.arm_emb is not None:
             arm = batch.treatment if batch.treatment is not None else torch.zeros(
                 batch.batch_size, dtype=torch.long, device=fused.device)
-            h = fused + self.arm_emb(arm.to(fused.device).long())
-        heads = self._heads(h)
+            arm = arm.to(fused.device).long()
+            h = fused + self.arm_emb(arm)
+        heads = self._heads(h, fused, arm)
         out = MultimodalOutput(
             risk=heads["risk"], fused=fused, hazards=heads.get("hazards"), survival=heads.get("survival"),
             log_hz=heads.get("log_hz"), response_logits=heads.get("response_logits"),
             response_prob=heads.get("response_prob"), present=present,
         )
         if per_arm and self.arm_emb is not None:
-            arms = [self._heads(fused + self.arm_emb.weight[a]) for a in range(self.config.num_arms)]
+            arms = [self._heads(fused + self.arm_emb.weight[a], fused, a) for a in range(self.config.num_arms)]
             out.risk_per_arm = torch.stack([a["risk"] for a in arms], dim=1)
             if "survival" in arms[0]:
                 out.survival_per_arm = torch.stack([a["survival"] for a in arms], dim=1)
@@ -227,8 +239,8 @@ class MultimodalModel(MultimodalPreTrainedModel):
         losses: dict[str, Tensor] = {}
         if batch.survival is not None and self.survival_head is not None:
             losses["survival"] = self.survival_head.loss(heads, batch.survival) * self.config.survival_weight
-        if batch.response is not None and self.response_head is not None:
-            losses["response"] = self.response_head.loss(heads, batch.response) * self.config.response_weight
+        if batch.response is not None and self.response_heads is not None:
+            losses["response"] = self.response_heads[0].loss(heads, batch.response) * self.config.response_weight
         if losses:
             total = sum(losses.values())
             # keep every head in the graph even when a batch lacks its target (DDP: no unused parameters)
