@@ -203,6 +203,13 @@ class Study:
                     m["calibration"] = calibration_at(t, e, s_h, h)
                 except Exception as exc:  # calibration is descriptive; never fail a study on it
                     m["calibration"] = {"error": str(exc)}
+        if self.config.task == "both" and "response_prob" in res.predictions.columns:
+            # survival + response: the response metrics of the patients whose response is known
+            r = c.patients.loc[ids, "response"]
+            known = r.notna().to_numpy()
+            y = r[known].astype(int).to_numpy()
+            if known.any() and len(np.unique(y)) == 2:
+                m.update(response_metrics(y, res.predictions["response_prob"].to_numpy(float)[known]))
         return m
 
     def _survival_grid(self, res: MethodResult, grid: np.ndarray, tr_t: np.ndarray, tr_e: np.ndarray) -> np.ndarray | None:
@@ -336,7 +343,7 @@ class Study:
                    oracle: dict[str, Any] | None) -> dict[str, Any]:
         from multimodal.metrics import harrell_c, summarize_folds
 
-        keys = RESPONSE_KEYS if self.config.task == "response" else SURVIVAL_KEYS
+        keys = _keys(self.config.task)
         n_boot = self.config.evaluation.bootstrap
         out: dict[str, Any] = {"task": self.config.task, "cohort": self.cohort.name, "n_folds": len(folds),
                                "protocol": self._protocol(), "methods": {}}
@@ -424,8 +431,15 @@ def _fmt(v: Any) -> str:
     return "  n/a" if v is None else f"{float(v):.3f}"
 
 
+def _keys(task: str | None) -> tuple[str, ...]:
+    """Summary metrics of a task (the first one gets the bootstrap CI)."""
+    if task == "response":
+        return RESPONSE_KEYS
+    return SURVIVAL_KEYS + (("auroc", "auprc") if task == "both" else ())
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
-    keys = RESPONSE_KEYS if summary.get("task") == "response" else SURVIVAL_KEYS
+    keys = _keys(summary.get("task"))
     main = keys[0]
     lines = [f"# {summary.get('cohort')}: {summary.get('task')} ({summary.get('n_folds')} folds)", "",
              "| method | " + " | ".join(keys) + f" | 95% CI ({main}, bootstrap) |",

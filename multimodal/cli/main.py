@@ -113,6 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"multimodal {args.command}: failed: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        _shutdown_distributed()
+
+
+def _shutdown_distributed() -> None:
+    """Under torchrun, tear the process group down before exit (an exit with live gloo threads can abort)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -105,6 +105,14 @@ def assert_same_state(a: EHRAdapter, b: EHRAdapter) -> None:
         assert ta[k].dtype == tb[k].dtype and ta[k].tobytes() == tb[k].tobytes(), k  # bit-identical
 
 
+def assert_same_outputs(a: EHRAdapter, b: EHRAdapter, patients: tuple[str, ...]) -> None:
+    for p in patients:
+        x, y = a.transform(p), b.transform(p)
+        for k, v in x.tensor_fields().items():
+            assert torch.equal(v, getattr(y, k)), k
+        assert x.names == y.names
+
+
 # ---- tokens ----------------------------------------------------------------------------------------------------------
 def test_tokens_codes_values_times_and_names(tmp_path: Path) -> None:
     a = fitted(write_meds(tmp_path, base_rows()))
@@ -317,11 +325,7 @@ def test_save_load_bind_gives_identical_outputs(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="bind"):
         b.transform("P1")
     b.bind(make_cohort(root))
-    for p in ("P1", "P5"):
-        x, y = a.transform(p), b.transform(p)
-        for k, v in x.tensor_fields().items():
-            assert torch.equal(v, getattr(y, k)), k
-        assert x.names == y.names
+    assert_same_outputs(a, b, ("P1", "P5"))
     assert b.stream_spec() == a.stream_spec()
 
 

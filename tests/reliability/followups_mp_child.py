@@ -60,3 +60,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # a clean shutdown: exiting with live gloo threads can abort ("terminate called ...")
+        dist.destroy_process_group()

@@ -40,6 +40,13 @@ def test_cv_summary_shape(cv_run, small_cohort):
         assert "ci95" in m
     assert 0.5 < s["oracle"]["c_index"] <= 1.0
     assert (cv_run / "summary.md").read_text().startswith("# ")
+    # survival + response: our model also reports the response metrics; survival-only baselines do not
+    assert s["task"] == "both"
+    ours = s["methods"]["multimodal"]
+    assert all(0.0 <= f["auroc"] <= 1.0 for f in ours["folds"]) and 0.0 <= ours["mean"]["auroc"] <= 1.0
+    assert s["methods"]["coxnet"]["mean"]["auroc"] is None
+    header = next(line for line in (cv_run / "summary.md").read_text().splitlines() if line.startswith("| method"))
+    assert "| auroc |" in header and "| c_index |" in header
     preds = pd.read_parquet(cv_run / "predictions.parquet")
     n = len(pd.read_parquet(Path(small_cohort).parent / "outcomes.parquet"))
     for _, g in preds.groupby("method"):
