@@ -6,7 +6,7 @@ import importlib
 import subprocess
 import sys
 
-BENCHES = ["bench.adapters", "bench.throughput", "bench.train_accuracy", "bench.explain", "bench.predict",
+BENCHES = ["bench.adapters", "bench.throughput", "bench.train", "bench.explain", "bench.predict",
            "bench.response"]
 
 
