@@ -304,6 +304,7 @@ def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = ()
     study.check_inputs()  # cohort and folds: bad input fails before the previous run's files are removed
     if resuming:
         _check_inputs_unchanged(out, study.cohort, cfg)
+        _check_code_unchanged(out)
     if overwrite and out.is_dir():
         with _main_process_writes() as writes:
             if writes:
@@ -318,6 +319,27 @@ def _remove_run_artifacts(out: Path) -> None:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+
+
+def _check_code_unchanged(out: Path) -> None:
+    """A resumed run must be computed by the same code as its finished folds (package version and git commit as
+    recorded in run.json; a field recorded as unknown is not compared)."""
+    from multimodal.provenance import git_commit, package_versions
+
+    if not any((out / "folds").glob("fold_*.json")):
+        return
+    try:
+        rec = json.loads((out / "run.json").read_text())
+        then = {"precision-multimodal": rec["versions"].get("precision-multimodal"), "git commit": rec.get("git_commit")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return
+    now = {"precision-multimodal": package_versions().get("precision-multimodal"), "git commit": git_commit()}
+    diff = [k for k in now if then[k] and now[k] and then[k] != now[k]]
+    if diff:
+        k = diff[0]
+        raise InputError(f"the code changed since this run started ({k} {then[k]} → {now[k]}); finished folds were "
+                         "computed by the old code", file=out / "run.json", field=k,
+                         hint="pass --overwrite to start the run over, or choose a new --out")
 
 
 def _check_inputs_unchanged(out: Path, cohort: Cohort, config: ExperimentConfig) -> None:

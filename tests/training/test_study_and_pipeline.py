@@ -76,6 +76,24 @@ def test_cv_refuses_other_config_in_same_dir(cv_run, small_cohort, demo_config, 
     assert "different config" in capsys.readouterr().err
 
 
+def test_cv_refuses_to_resume_folds_computed_by_other_code(cv_run, small_cohort, demo_config, capsys, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(cv_run, run)
+    rec = json.loads((run / "run.json").read_text())
+    rec["git_commit"] = "0" * 40  # the finished folds were computed by another commit
+    (run / "run.json").write_text(json.dumps(rec))
+    before = {p.name: p.read_bytes() for p in (run / "folds").iterdir()}
+    rc = main(["cv", str(demo_config), "--out", str(run), "--set", f"data.manifest={small_cohort}",
+               *_sets(["evaluation.folds=2", "evaluation.baselines=[coxph_clinical, coxnet, rsf]"])])
+    err = capsys.readouterr().err
+    if rec.get("versions") and json.loads((cv_run / "run.json").read_text()).get("git_commit") is None:
+        pytest.skip("no git checkout: the commit is not recorded, nothing to compare")
+    assert rc == 2 and "code changed" in err and "--overwrite" in err
+    assert before == {p.name: p.read_bytes() for p in (run / "folds").iterdir()}  # nothing touched
+
+
 @pytest.fixture(scope="module")
 def pipeline_dir(small_cohort, demo_config, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pipe") / "pipeline"
