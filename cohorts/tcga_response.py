@@ -46,6 +46,7 @@ import pandas as pd
 
 from multimodal.cohorts.cohort import EVENT, RESPONSE, TIME, Cohort, Fold
 from multimodal.cohorts.sources import ClinicalSource, OmicsSource
+from multimodal.cohorts.tcga import _mmp_folds as read_mmp_folds
 from multimodal.cohorts.tcga import load_mmp_clinical, load_tcga_cohort
 from multimodal.errors import InputError, Problem
 
@@ -201,25 +202,11 @@ def _clinical(cdr: pd.DataFrame, ids: list[str], source: Path) -> tuple[Clinical
 
 # ---- folds ------------------------------------------------------------------------------------------------------------
 def _mmp_folds(root: Path, c: str, labelled: set[str]) -> tuple[list[Fold], dict[str, Any]]:
-    folder = root.joinpath(*_MMP_DIR)
-    found = []
-    for d in folder.glob(f"TCGA_{c.upper()}_overall_survival_k=*"):
-        m = re.fullmatch(rf"TCGA_{c.upper()}_overall_survival_k=(\d+)", d.name)
-        if m and d.is_dir():
-            found.append((int(m.group(1)), d))
-    if not found:
-        msg = f"no TCGA_{c.upper()}_overall_survival_k=<k>/ folders"
-        raise InputError(msg, file=folder, field="splits")
+    """The MMP survival folds (read by :mod:`multimodal.cohorts.tcga`) restricted to the labelled patients."""
     folds, dropped, sizes = [], [], {}
-    for k, d in sorted(found):
-        parts = {}
-        for part in ("train", "test"):
-            path = d / f"{part}.csv.gz"
-            if not path.is_file():
-                msg = f"MMP fold {k} lacks {part}.csv.gz"
-                raise InputError(msg, file=path, field="splits")
-            ids = pd.read_csv(path, usecols=[_ID], dtype=str)[_ID].dropna().unique()
-            parts[part] = tuple(str(p) for p in ids if str(p) in labelled)
+    for mmp in read_mmp_folds(root, c):
+        k = mmp.index
+        parts = {"train": tuple(p for p in mmp.train if p in labelled), "test": tuple(p for p in mmp.val if p in labelled)}
         fold = Fold(index=k, train=parts["train"], val=parts["test"])
         fold.check_disjoint()
         sizes[str(k)] = {"train": len(fold.train), "val": len(fold.val)}

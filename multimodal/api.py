@@ -371,19 +371,11 @@ def load_pipeline(directory: str | Path) -> Pipeline:
     list must cover every file the loader reads (a removed entry must not switch verification off), and any failure
     while loading becomes a clear error naming the folder."""
     from multimodal import __version__
-    from multimodal.pipeline import Pipeline
+    from multimodal.pipeline import Pipeline, read_pipeline_json
 
     d = Path(directory)
     meta_path = d / "pipeline.json"
-    if not meta_path.is_file():
-        raise InputError("not a pipeline directory (pipeline.json missing)", file=d,
-                         hint="pass the folder written by 'multimodal train'")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise IntegrityError(f"{meta_path}: unreadable ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise IntegrityError(f"{meta_path}: not a pipeline description (a JSON object is expected)")
+    meta = read_pipeline_json(d)
     sums, mods = meta.get("sha256"), meta.get("modalities")
     if not isinstance(sums, dict) or not sums:
         raise IntegrityError(f"{meta_path}: no checksum list ('sha256'); the pipeline cannot be verified")

@@ -93,6 +93,21 @@ def quantile_bin_edges(time: np.ndarray, event: np.ndarray, num_bins: int) -> li
     return sorted({float(q) for q in qs})
 
 
+def read_pipeline_json(directory: Path) -> dict[str, Any]:
+    """``directory/pipeline.json`` as a dict: InputError when missing, IntegrityError when unreadable or not an object."""
+    meta_path = directory / "pipeline.json"
+    if not meta_path.is_file():
+        raise InputError("not a pipeline directory (pipeline.json missing)", file=directory,
+                         hint="pass the folder written by 'multimodal train'")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise IntegrityError(f"{meta_path}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise IntegrityError(f"{meta_path}: not a pipeline description (a JSON object is expected)")
+    return meta
+
+
 def build_model(
     mcfg: ModelConfig, adapters: Mapping[str, Adapter], cohort: Cohort, train_ids: Sequence[str], *, task: str,
 ) -> MultimodalModel:
@@ -222,14 +237,7 @@ class Pipeline:
     def from_pretrained(cls, directory: str | Path, *, verify: bool = True) -> Pipeline:
         """Load a saved pipeline (offline; no code from the directory is run; checksums verified)."""
         d = Path(directory)
-        meta_path = d / "pipeline.json"
-        if not meta_path.is_file():
-            raise InputError("not a pipeline directory (pipeline.json missing)", file=d,
-                             hint="pass the folder written by 'multimodal train'")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise IntegrityError(f"{meta_path}: unreadable ({exc})") from exc
+        meta = read_pipeline_json(d)
         found, supported = meta.get("format"), (PIPELINE_FORMAT,)
         if isinstance(found, bool) or found not in supported:  # JSON true == 1 in Python
             written_by = meta.get("package_version") or "an unknown version"
@@ -243,7 +251,7 @@ class Pipeline:
                         "with 'multimodal train', or restore pipeline.json from a trusted copy")
             supported_text = ", ".join(str(v) for v in supported)
             raise InputError(f"pipeline format {found!r} is {what}; precision-multimodal {__version__} reads "
-                             f"format {supported_text}", file=meta_path, field="format", hint=hint)
+                             f"format {supported_text}", file=d / "pipeline.json", field="format", hint=hint)
         if verify:
             sums = meta.get("sha256") or {}
             needed = ["model/config.json", "model/model.safetensors"] + [
