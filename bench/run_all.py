@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 BENCHES = ["bench.adapters", "bench.throughput", "bench.train", "bench.explain", "bench.predict",
-           "bench.response"]
+           "bench.response", "bench.ceiling"]
 
 
 def main() -> int:
