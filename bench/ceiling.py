@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from bench.common import write_results
+from bench.common import synthetic_survival_study, write_results
 from multimodal.adapters.genesets import read_gene_sets
 from multimodal.adapters.meds_io import scan_meds
 from multimodal.adapters.omics_io import read_expression, read_maf
@@ -141,15 +141,8 @@ def _cox_c(f: pd.DataFrame, cols: list[str], cohort: Any, train: list[str], test
 
 
 def survival_ceiling(seed: int, patients: int = 300) -> dict[str, Any]:
-    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
-    from multimodal.experiment import load_experiment
-    from multimodal.study import Study
-
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = generate_synthetic_cohort(Path(tmp) / "cohort", SyntheticConfig(patients=patients, seed=seed))
-        truth = load_ground_truth(manifest)
-        cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", "task=survival"])
-        st = Study(cfg)
+        manifest, truth, st = synthetic_survival_study(Path(tmp), patients, seed)
         c = st.cohort
         lat, lat_true = _latent_frame(truth)
         obs = observed_features(manifest.parent, truth, list(c.patient_ids))

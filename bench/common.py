@@ -85,3 +85,19 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(old, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def synthetic_survival_study(folder: Path, patients: int, seed: int) -> tuple[Path, dict[str, Any], Any]:
+    """The survival benchmark's synthetic cohort written under ``folder``: (manifest, ground truth, Study).
+
+    ``configs/demo.yaml`` with ``task=survival``; ``Study.folds()`` gives the folds ``bench.train`` and
+    ``bench.ceiling`` share.
+    """
+    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
+    from multimodal.experiment import load_experiment
+    from multimodal.study import Study
+
+    manifest = generate_synthetic_cohort(folder / "cohort", SyntheticConfig(patients=patients, seed=seed))
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_experiment(repo / "configs" / "demo.yaml", [f"data.manifest={manifest}", "task=survival"])
+    return manifest, load_ground_truth(manifest), Study(cfg)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, machine
+from bench.common import RESULTS, machine, synthetic_survival_study
 from multimodal.cohorts.sources import SlideSource
 from multimodal.experiment import load_experiment
 from multimodal.metrics import harrell_c
@@ -42,17 +42,13 @@ def _data_root() -> Path:
 
 def synthetic(patients: int = 300, seed: int = 1) -> dict[str, Any]:
     from multimodal.cohorts.splits import inner_split
-    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
     from multimodal.experiment import make_adapters
     from multimodal.pipeline import Pipeline
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = generate_synthetic_cohort(Path(tmp) / "cohort", SyntheticConfig(patients=patients, seed=seed))
-        truth = load_ground_truth(manifest)
-        cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", "task=survival"])
-        st = Study(cfg)
-        c = st.cohort
+        manifest, truth, st = synthetic_survival_study(Path(tmp), patients, seed)
+        cfg, c = st.config, st.cohort
         lp = {p["patient_id"]: p["linear_predictor"] for p in truth["patients"]}
         rng = np.random.default_rng(seed)
         folds = []
