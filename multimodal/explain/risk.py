@@ -28,6 +28,25 @@ def pseudonym(patient_id: str, salt: str = "") -> str:
     return "PT-" + hashlib.sha256(f"{salt}:{patient_id}".encode()).hexdigest()[:10].upper()
 
 
+#: Cross-validated metrics whose 95% CI reaching 0.5 means "not distinguishable from chance", and what it concerns.
+_CHANCE_CHECKS = {"c_index": "survival risk estimates", "auroc": "treatment-response probabilities"}
+
+
+def performance_limitations(validation: dict[str, Any] | None) -> list[str]:
+    """Limitations a report must state because the attached cross-validation did not beat chance.
+
+    ``validation`` is a pipeline's ``metadata["validation"]`` (written by ``api.attach_validation``); for each metric
+    in ``_CHANCE_CHECKS`` whose 95% CI lower bound is ≤ 0.5 the report says so in plain words.
+    """
+    out: list[str] = []
+    for metric, what in _CHANCE_CHECKS.items():
+        ci = (validation or {}).get(f"{metric} 95% CI")
+        if isinstance(ci, (list, tuple)) and len(ci) == 2 and ci[0] is not None and float(ci[0]) <= 0.5:
+            out.append(f"In cross-validation the {what} were not distinguishable from chance ({metric} 95% CI "
+                       f"{float(ci[0]):.2f}–{float(ci[1]):.2f}); do not base decisions on them.")
+    return out
+
+
 def _mc_dropout(model: nn.Module, on: bool) -> None:
     model.eval()
     if on:
@@ -147,7 +166,8 @@ def explain_patient(
                                 "target": target},
         evidence=evidence, validation=validation,
         completeness={"ig_relative_error": ig.completeness_error, "ig_delta": ig.delta},
-        limitations=[f"Trained on {meta.get('n_train')} patients of cohort {meta.get('cohort')}."],
+        limitations=[f"Trained on {meta.get('n_train')} patients of cohort {meta.get('cohort')}.",
+                     *performance_limitations(validation)],
     )
 
 

@@ -206,3 +206,36 @@ def test_pdf_pages_are_not_blank(trained, small_cohort, tmp_path):
     assert pages
     for pg in pages:
         assert np.asarray(Image.open(pg).convert("L"), dtype=float).std() > 5
+
+
+def test_performance_limitations_flag_chance_level_validation():
+    from multimodal.explain.risk import performance_limitations
+
+    assert performance_limitations(None) == []
+    good = {"c_index 95% CI": [0.61, 0.70], "auroc 95% CI": [0.55, 0.68]}
+    assert performance_limitations(good) == []
+    bad = performance_limitations({"c_index 95% CI": [0.62, 0.71], "auroc 95% CI": [0.47, 0.66]})
+    assert len(bad) == 1 and "treatment-response" in bad[0] and "0.47–0.66" in bad[0]
+    both = performance_limitations({"c_index 95% CI": [0.50, 0.58], "auroc 95% CI": [0.40, 0.52]})
+    assert len(both) == 2 and "survival risk" in both[0]
+
+
+def test_report_states_when_validation_did_not_beat_chance(trained, small_cohort, tmp_path):
+    """A pipeline whose attached cv summary has a response AUROC CI reaching 0.5 says so in its report."""
+    from multimodal.api import attach_validation
+
+    _, cohort, pdir = trained
+    pcopy = tmp_path / "pipe"
+    shutil.copytree(pdir, pcopy)
+    summary = {"n_folds": 5, "protocol": "test", "methods": {"multimodal": {
+        "mean": {"c_index": 0.66, "auroc": 0.52}, "ci95": {"c_index": [0.60, 0.72], "auroc": [0.44, 0.61]}}}}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    attach_validation(pcopy, tmp_path / "run" / "summary.json")
+    pid = _full_patient(cohort)
+    out = tmp_path / "rep"
+    assert main(["report", "--pipeline", str(pcopy), "--manifest", str(small_cohort), "--patient", pid,
+                 "--out", str(out), "--no-pdf"]) == 0
+    html = (out / "report.html").read_text()
+    assert "treatment-response probabilities were not distinguishable from chance" in html
+    assert "survival risk estimates were not distinguishable" not in html
