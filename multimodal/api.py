@@ -114,27 +114,44 @@ def predict_to_parquet(pipeline: str | Path, manifest: str | Path, out: str | Pa
     return len(ids)
 
 
+def read_study_summary(path: str | Path, method: str = "multimodal") -> tuple[Path, dict[str, Any]]:
+    """A cv run's ``summary.json`` (``path`` is the run folder or the file) holding ``method``: (file, summary).
+
+    Raises a clear InputError for a missing file, unreadable JSON or a summary without ``method``.
+    """
+    p = Path(path)
+    f = p / "summary.json" if p.is_dir() else p
+    if not f.is_file():
+        raise InputError("no study summary found", file=f, field="validation",
+                         hint="pass the folder of a finished `multimodal cv` run (it holds summary.json)")
+    try:
+        summary = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not a readable JSON study summary ({e})", file=f, field="validation") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("methods"), dict) or method not in summary["methods"]:
+        raise InputError(f"method {method!r} not in the study summary", file=f, field="methods",
+                         hint="the summary of a `multimodal cv` run lists our model as 'multimodal'")
+    return f, summary
+
+
 def attach_validation(pipeline_dir: str | Path, summary_json: str | Path, method: str = "multimodal") -> None:
     """Record a cv study's performance of ``method`` (means, CIs, folds) in a saved pipeline's metadata.
 
-    Rewrites ``pipeline.json`` atomically (its own checksum list is unaffected) and the model card.
+    ``summary_json`` is a cv run folder or its ``summary.json``. Rewrites ``pipeline.json`` atomically (its own
+    checksum list is unaffected) and the model card.
     """
-    import json
-
     from multimodal.io import write_json_atomic
     from multimodal.model_card import write_model_card
     from multimodal.pipeline import Pipeline
 
     d = Path(pipeline_dir)
-    summary = json.loads(Path(summary_json).read_text())
-    m = summary["methods"].get(method)
-    if m is None:
-        raise InputError(f"method {method!r} not in the study summary", file=summary_json, field="methods")
-    val = {"study": str(Path(summary_json).parent), "n_folds": summary.get("n_folds"), "protocol": summary.get("protocol")}
-    for k, v in m["mean"].items():
+    summary_file, summary = read_study_summary(summary_json, method)
+    m = summary["methods"][method]
+    val = {"study": str(summary_file.parent), "n_folds": summary.get("n_folds"), "protocol": summary.get("protocol")}
+    for k, v in m.get("mean", {}).items():
         if v is not None:
             val[f"{k} (mean over folds)"] = round(float(v), 4)
-    for k, v in m["ci95"].items():
+    for k, v in m.get("ci95", {}).items():
         if v and v[0] is not None:
             val[f"{k} 95% CI"] = [round(float(v[0]), 4), round(float(v[1]), 4)]
     if summary.get("oracle"):

@@ -9,6 +9,7 @@ from multimodal.cli.common import add_common, add_config_args, echo
 
 EXAMPLE = """example:
   multimodal train configs/demo.yaml --out runs/pipeline --set data.manifest=runs/cohort/manifest.yaml
+  multimodal train configs/demo.yaml --out runs/pipeline --validation runs/demo
   multimodal predict --pipeline runs/pipeline --manifest runs/cohort/manifest.yaml --out runs/preds.parquet
 Every config key: docs/config-reference.md; the saved folder holds MODEL_CARD.md."""
 
@@ -18,13 +19,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--out", type=Path, required=True, help="pipeline directory to write")
+    p.add_argument("--validation", type=Path, metavar="RUN",
+                   help="a finished `multimodal cv` run of the same config: its cross-validated performance goes into "
+                        "the model card and every patient report")
     add_common(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from multimodal.api import train_pipeline
+    from multimodal.api import attach_validation, read_study_summary, train_pipeline
 
+    if args.validation is not None:
+        read_study_summary(args.validation)  # checked before training, not after
     pipe_dir = train_pipeline(args.config, args.out, overrides=args.overrides, overwrite=args.overwrite, progress=echo)
+    if args.validation is not None:
+        attach_validation(pipe_dir, args.validation)
+        echo(f"validation attached from {args.validation}")
     echo(f"pipeline saved: {pipe_dir} (model card: {pipe_dir}/MODEL_CARD.md)")
     return 0

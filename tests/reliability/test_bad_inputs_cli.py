@@ -208,6 +208,13 @@ CASES: dict[str, Case] = {
         lambda c: ["cv", c.cfg, "--out", c.out], lambda c: [str(c.cfg), "training.lr", "expected a number"]),
     "yaml-syntax": Case(lambda c: (c.tmp / "bad.yaml").write_text("training: [1, 2\n"),
                         lambda c: ["train", c.tmp / "bad.yaml", "--out", c.out], ("bad.yaml", "not valid YAML")),
+    "train-validation-not-a-run": Case(  # checked before training: no pipeline is written
+        None, lambda c: ["train", c.config, "--out", c.out, "--validation", c.tmp / "no_run"],
+        lambda c: [str(c.tmp / "no_run"), "validation", "finished `multimodal cv` run"]),
+    "train-validation-without-our-model": Case(
+        lambda c: (c.tmp / "s.json").write_text(json.dumps({"methods": {"coxnet": {}}})),
+        lambda c: ["train", c.config, "--out", c.out, "--validation", c.tmp / "s.json"],
+        lambda c: [str(c.tmp / "s.json"), "'multimodal' not in the study summary"]),
     "yaml-missing": Case(None, lambda c: ["cv", c.tmp / "nope.yaml", "--out", c.out], ("nope.yaml", "not found")),
     "heads-do-not-divide": Case(  # was exit 1 (StrictDataclassClassValidationError) after the adapters were fitted
         None, lambda c: ["cv", c.config, "--out", c.out, "--set", "model.num_heads=3"],
@@ -396,3 +403,16 @@ def test_genes_absent_from_a_new_cohort_are_reported(rel_pipeline: Path, cohort_
     rc, _, err = cli("predict", "--pipeline", rel_pipeline, "--manifest", cohort_copy / "manifest.yaml", "--out", out)
     assert rc == 0, err
     assert "genomics:" in err and "absent" in err and "expression.h5ad" in err
+
+
+def test_train_attaches_a_cv_runs_validation(rel_config: Path, rel_run: Path, tmp_path: Path) -> None:
+    """`train --validation RUN` records that run's cross-validated figures in pipeline.json and the model card."""
+    out = tmp_path / "pipe"
+    rc, _, err = cli("train", rel_config, "--out", out, "--validation", rel_run)
+    assert rc == 0, err
+    val = json.loads((out / "pipeline.json").read_text())["metadata"]["validation"]
+    summary = json.loads((rel_run / "summary.json").read_text())
+    assert val["study"] == str(rel_run)
+    assert val["c_index (mean over folds)"] == round(summary["methods"]["multimodal"]["mean"]["c_index"], 4)
+    assert "c_index 95% CI" in val
+    assert "c_index" in (out / "MODEL_CARD.md").read_text()
