@@ -215,6 +215,10 @@ CASES: dict[str, Case] = {
         lambda c: (c.tmp / "s.json").write_text(json.dumps({"methods": {"coxnet": {}}})),
         lambda c: ["train", c.config, "--out", c.out, "--validation", c.tmp / "s.json"],
         lambda c: [str(c.tmp / "s.json"), "'multimodal' not in the study summary"]),
+    "validate-table-layout-config": Case(  # an experiment config of a TCGA layout names no manifest to check
+        lambda c: (c.tmp / "tcga.yaml").write_text("data: {layout: tcga, root: ., cohort: blca}\n"),
+        lambda c: ["validate", c.tmp / "tcga.yaml"],
+        lambda c: [str(c.tmp / "tcga.yaml"), "data.layout", "experiment config", "not a cohort manifest"]),
     "yaml-missing": Case(None, lambda c: ["cv", c.tmp / "nope.yaml", "--out", c.out], ("nope.yaml", "not found")),
     "heads-do-not-divide": Case(  # was exit 1 (StrictDataclassClassValidationError) after the adapters were fitted
         None, lambda c: ["cv", c.config, "--out", c.out, "--set", "model.num_heads=3"],
@@ -416,3 +420,11 @@ def test_train_attaches_a_cv_runs_validation(rel_config: Path, rel_run: Path, tm
     assert val["c_index (mean over folds)"] == round(summary["methods"]["multimodal"]["mean"]["c_index"], 4)
     assert "c_index 95% CI" in val
     assert "c_index" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_validate_follows_an_experiment_configs_manifest(rel_config: Path) -> None:
+    """`validate CONFIG` checks the cohort the config names (was: every experiment key reported as unknown)."""
+    rc, out, err = cli("validate", rel_config)
+    assert rc == 0, err
+    assert "experiment config: validating its cohort manifest" in out and "VALID" in out
+    assert "unknown key" not in out
