@@ -178,6 +178,19 @@ def stratified_kfold(
     return [Fold(index=i, train=tuple(ids[tr]), val=tuple(ids[va])) for i, (tr, va) in enumerate(parts)]
 
 
+def validation_split(
+    train_ids: Sequence[str], events: Sequence[Any] | Mapping[str, Any], fraction: float, seed: int = 0
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """:func:`inner_split`, or every patient for training and none for validation when ``fraction`` is 0.
+
+    ``training.val_fraction: 0`` means a fixed number of epochs (the last one is kept) and no early stopping: for
+    cohorts too small to spare validation patients. Pipelines trained so have no reference cohort for percentiles.
+    """
+    if fraction == 0:
+        return tuple(str(p) for p in train_ids), ()
+    return inner_split(train_ids, events, fraction, seed)
+
+
 def inner_split(
     train_ids: Sequence[str], events: Sequence[Any] | Mapping[str, Any], fraction: float = 0.2, seed: int = 0
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -27,7 +27,7 @@ def train_pipeline(
 ) -> Path:
     """Fit adapters + model on every training patient of the config's cohort (inner validation for early stopping)
     and save the pipeline to ``out``."""
-    from multimodal.cohorts.splits import inner_split
+    from multimodal.cohorts.splits import validation_split
     from multimodal.config import to_dict
     from multimodal.experiment import load_cohort, load_experiment, make_adapters
     from multimodal.pipeline import Pipeline
@@ -44,9 +44,11 @@ def train_pipeline(
         strat = cohort.patients.loc[ids, "response"].astype(int).to_numpy()
     else:
         strat = cohort.patients.loc[ids, "event"].astype(int).to_numpy()
-    tr, val = inner_split(ids, strat, cfg.training.val_fraction, cfg.seed)
+    tr, val = validation_split(ids, strat, cfg.training.val_fraction, cfg.seed)
     if progress:
-        progress(f"training on {len(tr)} patients, early stopping on {len(val)}")
+        progress(f"training on {len(tr)} patients, early stopping on {len(val)}" if val else
+                 f"training on {len(tr)} patients for {cfg.training.epochs} epochs (training.val_fraction 0: no early "
+                 "stopping)")
     pipe, fit = Pipeline.fit(cohort, tr, val_ids=val, adapters=make_adapters(cfg), model_config=cfg.model,
                              training=cfg.training, task=cfg.task, seed=cfg.seed, experiment=to_dict(cfg))
     from multimodal.provenance import run_record
@@ -238,7 +240,8 @@ def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> N
     need(t.weight_decay >= 0, "training.weight_decay", "a number >= 0", t.weight_decay)
     need(t.max_grad_norm >= 0, "training.max_grad_norm", "a number >= 0 (0 = no clipping)", t.max_grad_norm)
     need(0 <= t.warmup_frac <= 1, "training.warmup_frac", "a fraction in [0, 1]", t.warmup_frac)
-    need(0 < t.val_fraction < 1, "training.val_fraction", "a fraction in (0, 1)", t.val_fraction)
+    need(0 <= t.val_fraction < 1, "training.val_fraction", "a fraction in [0, 1) (0 = fixed epochs, no early stopping)",
+         t.val_fraction)
     for name in ("d_model", "depth", "num_heads", "num_latents", "slot_hidden", "ffn_mult", "num_bins"):
         need(getattr(m, name) >= 1, f"model.{name}", "an integer >= 1", getattr(m, name))
     need(m.cross_layers >= 0, "model.cross_layers", "an integer >= 0", m.cross_layers)

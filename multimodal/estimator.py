@@ -162,7 +162,7 @@ class MultimodalSurvivalEstimator(BaseEstimator):
             raise ConfigError(f"expected 'discrete' or 'cox', got {self.survival!r}", field="survival")
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise ConfigError(f"expected a fraction in [0, 1), got {self.val_fraction!r}", field="val_fraction")
-        training = replace(self.training_config(), val_fraction=float(self.val_fraction) or 0.15)
+        training = replace(self.training_config(), val_fraction=float(self.val_fraction))
         check_experiment(ExperimentConfig(model=self.model_config(), training=training,
                                           evaluation=EvaluationConfig(baselines=())))
 

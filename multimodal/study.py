@@ -137,12 +137,12 @@ class Study:
 
     # -- one fold
     def _fit_ours(self, name: str, fold: Fold, modalities: Sequence[str] | None, fold_dir: Path | None) -> MethodResult:
-        from multimodal.cohorts.splits import inner_split
+        from multimodal.cohorts.splits import validation_split
 
         cfg, c = self.config, self.cohort
         train = self._eligible(fold.train)
         test = self._eligible(fold.val)
-        inner_tr, inner_val = inner_split(train, self._stratify_labels(train), cfg.training.val_fraction,
+        inner_tr, inner_val = validation_split(train, self._stratify_labels(train), cfg.training.val_fraction,
                                           cfg.seed + fold.index)
         adapters = make_adapters(cfg, modalities)
         pipe, fit = Pipeline.fit(
@@ -368,14 +368,20 @@ class Study:
             out["oracle"] = {"c_index": float(np.mean(vals)) if vals else None, "folds": vals}
         return out
 
+    def _selection_text(self) -> str:
+        t = self.config.training
+        if t.val_fraction == 0:
+            return (f"no inner validation (training.val_fraction 0): fixed {t.epochs} epochs, the last one kept; the "
+                    "reporting fold is never used for selection")
+        return (f"inner validation ({t.val_fraction:.0%} of each training fold, stratified); best epoch by "
+                f"{t.select_metric}, patience {t.patience}; the reporting fold is never used for selection")
+
     def _protocol(self) -> dict[str, Any]:
         c = self.cohort
         return {
             "splits": "external split files" if (c.splits and self.config.data.splits != "kfold") else
             f"stratified {self.config.evaluation.folds}-fold (seed {self.config.seed + self.config.evaluation.split_seed})",
-            "model_selection": f"inner validation ({self.config.training.val_fraction:.0%} of each training fold, "
-                               f"stratified); best epoch by {self.config.training.select_metric}, patience "
-                               f"{self.config.training.patience}; the reporting fold is never used for selection",
+            "model_selection": self._selection_text(),
             "preprocessing": "adapters and baseline preprocessing fitted on training patients of each fold only",
             "time_unit": c.time_unit,
         }

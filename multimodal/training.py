@@ -48,7 +48,8 @@ class TrainingConfig:
         max_grad_norm: gradient clipping norm (0 = off).
         warmup_frac: fraction of the optimizer steps used for linear warm-up.
         val_fraction: share of each training fold held out (stratified) as inner validation for early stopping;
-            the reporting fold is never used.
+            the reporting fold is never used. 0 = no inner validation: all `epochs` run and the last is kept
+            (`patience` and `select_metric` unused; the pipeline then has no reference cohort for percentiles).
         patience: epochs without improvement of `select_metric` before stopping.
         select_metric: epoch-selection rule on the inner validation: `c_index` (Harrell), `loss` (the training
             loss on the inner validation patients; smoother on small cohorts), `auroc`.

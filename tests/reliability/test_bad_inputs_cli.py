@@ -219,6 +219,9 @@ CASES: dict[str, Case] = {
         lambda c: (c.tmp / "tcga.yaml").write_text("data: {layout: tcga, root: ., cohort: blca}\n"),
         lambda c: ["validate", c.tmp / "tcga.yaml"],
         lambda c: [str(c.tmp / "tcga.yaml"), "data.layout", "experiment config", "not a cohort manifest"]),
+    "val-fraction-one": Case(  # 0 is allowed (fixed epochs); 1 would leave nothing to train on
+        None, lambda c: ["train", c.config, "--out", c.out, "--set", "training.val_fraction=1"],
+        ("training.val_fraction", "[0, 1)", "fixed epochs")),
     "yaml-missing": Case(None, lambda c: ["cv", c.tmp / "nope.yaml", "--out", c.out], ("nope.yaml", "not found")),
     "heads-do-not-divide": Case(  # was exit 1 (StrictDataclassClassValidationError) after the adapters were fitted
         None, lambda c: ["cv", c.config, "--out", c.out, "--set", "model.num_heads=3"],

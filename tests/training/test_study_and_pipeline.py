@@ -140,3 +140,27 @@ def test_tampered_pipeline_is_detected(pipeline_dir, tmp_path, capsys):
     a.write_bytes(a.read_bytes()[: a.stat().st_size // 2])
     assert main(["predict", "--pipeline", str(trunc), "--manifest", "x.yaml", "--out", str(tmp_path / "o.parquet")]) == 2
     assert "checksum" in capsys.readouterr().err
+
+
+def test_val_fraction_zero_trains_fixed_epochs_without_validation(small_cohort, demo_config, tmp_path):
+    """`training.val_fraction: 0`: every patient trains, all epochs run, the last is kept; cv says so in its protocol."""
+    pdir = tmp_path / "pipe"
+    assert main(["train", str(demo_config), "--out", str(pdir), "--set", f"data.manifest={small_cohort}",
+                 *_sets(["training.val_fraction=0", "training.epochs=3", "training.patience=1"])]) == 0
+    meta = json.loads((pdir / "pipeline.json").read_text())["metadata"]
+    assert meta["n_val"] == 0 and meta["n_train"] == 40
+    assert "reference_risks" not in meta
+    assert meta["best_epoch"] == 2  # the last of 3 epochs (patience 1 would matter only with a validation split)
+    # a report still renders; with no reference cohort it shows no percentile rather than one against training data
+    pid = pd.read_parquet(small_cohort.parent / "outcomes.parquet")["patient_id"].iloc[0]
+    rep = tmp_path / "rep"
+    assert main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient", str(pid),
+                 "--out", str(rep), "--no-pdf"]) == 0
+    assert "percentile of the validation cohort" not in (rep / "report.html").read_text()
+    run = tmp_path / "run"
+    assert main(["cv", str(demo_config), "--out", str(run), "--set", f"data.manifest={small_cohort}",
+                 *_sets(["training.val_fraction=0", "evaluation.folds=2", "evaluation.baselines=[]",
+                         "evaluation.ablations=false"])]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert "no inner validation" in summary["protocol"]["model_selection"]
+    assert len(summary["methods"]["multimodal"]["folds"]) == 2
