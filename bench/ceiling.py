@@ -16,7 +16,8 @@ All reference models are fitted on the training fold only (standardization inclu
 fold with Harrell's c-index; folds are ``Study.folds`` of ``configs/demo.yaml`` (those of ``bench.train``).
 For treatment response (the per-arm correlation of issue #5, on ``bench.explain``'s split): logistic regressions
 with the true form (response pathway, causal driver, arm, arm x biomarker) and with every observed feature and its
-arm interaction, scored as the Pearson correlation of the predicted and true per-arm probabilities.
+arm interaction (L2, C = 1; and L1 with the penalty chosen by 5-fold CV on the training patients), scored as the
+Pearson correlation of the predicted and true per-arm probabilities.
 
 Usage: ``python -m bench.ceiling [SEED ...]`` (default seeds 1 2 3) → ``bench/results/ceiling.json``.
 """
@@ -27,6 +28,7 @@ import json
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +170,7 @@ def survival_ceiling(seed: int, patients: int = 300) -> dict[str, Any]:
 
 def response_ceiling(seed: int = 0, patients: int = 300) -> dict[str, Any]:
     """Per-arm response correlation of reference logistic models on bench.explain's split (seed 0, 1/4 test)."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
     from multimodal.cohorts.cohort import Cohort
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
@@ -185,7 +187,8 @@ def response_ceiling(seed: int = 0, patients: int = 300) -> dict[str, Any]:
     y = cohort.patients.loc[train, "response"].to_numpy().astype(int)
     gt = {p["patient_id"]: p["response_probability_by_arm"] for p in truth["patients"]}
     base = [c for c in obs.columns if c not in ("arm", "arm_x_biomarker")]
-    forms = {"true_form": [RESPONSE_PATHWAY, f"mut_{CAUSAL_GENE}"], "all_observed": base}
+    forms = {"true_form": [RESPONSE_PATHWAY, f"mut_{CAUSAL_GENE}"], "all_observed": base,
+             "all_observed_l1_cv": base}
     out: dict[str, Any] = {}
     for name, cols in forms.items():
         def design(frame: pd.DataFrame, arm: pd.Series | float, cols: list[str] = cols,
@@ -202,7 +205,13 @@ def response_ceiling(seed: int = 0, patients: int = 300) -> dict[str, Any]:
         mean = xtr.mean()
         xtr = xtr.fillna(mean)
         mu, sd = xtr.mean(), xtr.std().replace(0, 1.0) + 1e-9
-        model = LogisticRegression(C=1.0, max_iter=5000).fit((xtr - mu) / sd, y)
+        if name.endswith("_l1_cv"):  # sparse: penalty by 5-fold CV on the training patients
+            with warnings.catch_warnings():  # scikit-learn 1.8 deprecation notices about the penalty spelling
+                warnings.simplefilter("ignore", FutureWarning)
+                model = LogisticRegressionCV(Cs=20, penalty="l1", solver="liblinear", cv=5, scoring="neg_log_loss",
+                                             max_iter=5000).fit((xtr - mu) / sd, y)
+        else:
+            model = LogisticRegression(C=1.0, max_iter=5000).fit((xtr - mu) / sd, y)
         xs, ys = [], []
         for a, arm in enumerate(truth["arms"]):
             xt = design(obs.loc[test], float(a > 0)).fillna(mean)

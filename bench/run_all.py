@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 BENCHES = ["bench.adapters", "bench.throughput", "bench.train", "bench.explain", "bench.predict",
-           "bench.response", "bench.ceiling"]
+           "bench.response", "bench.ceiling", "bench.multitask"]
 
 
 def main() -> int:

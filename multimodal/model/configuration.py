@@ -36,6 +36,9 @@ class MultimodalConfig(PreTrainedConfig):
         response_classes: 0 = no response head, 2 = binary, > 2 = multiclass.
         num_arms: number of treatment arms (0 = no treatment conditioning).
         survival_weight / response_weight: multitask loss weights.
+        response_trunk_grad: share of the response loss's gradient that reaches the shared encoders and fusion when
+            the model also has a survival head (1 = plain multitask, 0 = the response heads only read the shared
+            representation). The forward pass is the same for every value.
         time_unit: unit of survival times.
     """
 
@@ -62,6 +65,7 @@ class MultimodalConfig(PreTrainedConfig):
     num_arms: int = 0
     survival_weight: float = 1.0
     response_weight: float = 1.0
+    response_trunk_grad: float = 0.1
     time_unit: str = "days"
     max_slides: int = 16
 

@@ -201,6 +201,11 @@ class MultimodalModel(MultimodalPreTrainedModel):
             out.update(self.survival_head(h))
         if self.response_heads is not None:
             hr = h if h_response is None else h_response
+            g = float(self.config.response_trunk_grad)
+            if self.training and self.survival_head is not None and g < 1.0:
+                # same values; in training the response loss's gradient into the shared layers is scaled by g (see the
+                # config). Never in eval mode: attributions need the true gradients of the response.
+                hr = hr * g + hr.detach() * (1.0 - g) if g > 0 else hr.detach()
             per = [rh(hr) for rh in self.response_heads]  # every arm's head runs (DDP: no unused parameters)
             if isinstance(arm, int) or len(per) == 1:
                 out.update(per[arm if isinstance(arm, int) else 0])

@@ -173,3 +173,37 @@ def test_bad_architecture_is_named():
         MultimodalModel(MultimodalConfig(streams=STREAMS, d_model=30, num_heads=4))
     with pytest.raises(ValueError, match="streams"):
         MultimodalModel(MultimodalConfig(streams=[], d_model=32, num_heads=4))
+
+
+def _response_grads(g: float, train: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model = make_model(response_trunk_grad=g, dropout=0.0)  # no dropout, no modality dropout: a deterministic forward
+    model.train(train)
+    out = model(make_batch())
+    out.losses["response"].backward()
+    return out.response_prob.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_response_trunk_grad_scales_only_the_gradient_into_shared_layers():
+    """response_trunk_grad=g: same predictions; the response loss reaches the trunk with g x its gradient."""
+    p1, full = _response_grads(1.0)
+    pg, part = _response_grads(0.1)
+    p0, none = _response_grads(0.0)
+    assert torch.allclose(p1, pg) and torch.allclose(p1, p0)
+    heads = [n for n in full if n.startswith("response_heads")]
+    trunk = [n for n in full if n.startswith(("encoders", "fusion", "latents"))]
+    assert heads and trunk
+    for n in heads:  # the response heads always learn at full strength
+        assert torch.allclose(full[n], part[n], atol=1e-6) and torch.allclose(full[n], none[n], atol=1e-6)
+    for n in trunk:
+        assert torch.allclose(part[n], 0.1 * full[n], atol=1e-6, rtol=1e-4), n
+        assert n not in none or torch.count_nonzero(none[n]) == 0, n
+    assert any(torch.count_nonzero(full[n]) for n in trunk)
+
+
+def test_response_trunk_grad_leaves_eval_gradients_exact():
+    """Attributions run in eval mode and need the response's true gradients: no scaling there."""
+    _, full = _response_grads(1.0, train=False)
+    _, part = _response_grads(0.1, train=False)
+    assert full.keys() == part.keys()
+    for n in full:
+        assert torch.allclose(full[n], part[n], atol=1e-6), n

@@ -1,0 +1,94 @@
+"""Survival + response training: how much of the response loss should reach the shared layers (development study).
+
+Behind the default of ``model.response_trunk_grad``. On synthetic **development** cohorts (300 patients, seeds
+11-13; the benchmark cohorts use seeds 0 and 1 and are not touched), ``configs/demo.yaml`` with ``task=both`` is
+run with stratified 5-fold CV (``Study.folds``, inner validation as in ``multimodal cv``) for each candidate, plus a
+survival-only reference. Per reporting fold: Harrell's c-index, the response AUROC under the assigned arm and the
+Pearson correlation of the predicted per-arm response probabilities with the true ones.
+
+Usage: ``python -m bench.multitask`` → ``bench/results/multitask.json`` (21 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import write_results
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_SEEDS = (11, 12, 13)
+CANDIDATES: dict[str, list[str]] = {
+    "trunk_grad_1.0": ["task=both", "model.response_trunk_grad=1.0"],
+    "trunk_grad_0.1": ["task=both", "model.response_trunk_grad=0.1"],
+    "trunk_grad_0.0": ["task=both", "model.response_trunk_grad=0.0"],
+    "survival_only": ["task=survival"],
+}
+
+
+def _folds(manifest: Path, truth: dict[str, Any], overrides: list[str]) -> list[dict[str, float]]:
+    from sklearn.metrics import roc_auc_score
+
+    from multimodal.cohorts.splits import validation_split
+    from multimodal.experiment import load_experiment, make_adapters
+    from multimodal.metrics import harrell_c
+    from multimodal.pipeline import Pipeline
+    from multimodal.study import Study
+
+    cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", *overrides])
+    st = Study(cfg)
+    c = st.cohort
+    by_arm = {p["patient_id"]: p["response_probability_by_arm"] for p in truth["patients"]}
+    out = []
+    for fold in st.folds():
+        train, test = list(fold.train), list(fold.val)
+        itr, iva = validation_split(train, st._stratify_labels(train), cfg.training.val_fraction, cfg.seed + fold.index)
+        pipe, _ = Pipeline.fit(c, itr, val_ids=iva, adapters=make_adapters(cfg), model_config=cfg.model,
+                               training=cfg.training, task=cfg.task, seed=cfg.seed + fold.index)
+        pred = pipe.predict(c, test).set_index("patient_id").loc[test]
+        t, e = c.survival_arrays(test)
+        rec = {"fold": fold.index, "c_index": float(harrell_c(t, e, pred["risk"].to_numpy()))}
+        if "response_prob" in pred:
+            rec["response_auroc"] = float(roc_auc_score(c.patients.loc[test, "response"].astype(int),
+                                                        pred["response_prob"]))
+            xs = np.concatenate([pred[f"response_prob_arm_{a}"] for a in range(len(truth["arms"]))])
+            ys = np.concatenate([[by_arm[p][arm] for p in test] for arm in truth["arms"]])
+            rec["per_arm_response_corr"] = float(np.corrcoef(xs, ys)[0, 1])
+        out.append(rec)
+    return out
+
+
+def run(seeds: tuple[int, ...] = DEV_SEEDS, patients: int = 300) -> dict[str, Any]:
+    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
+
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {"seeds": list(seeds), "patients": patients, "candidates": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        cohorts = {}
+        for s in seeds:
+            m = generate_synthetic_cohort(Path(tmp) / f"s{s}", SyntheticConfig(patients=patients, seed=s))
+            cohorts[s] = (m, load_ground_truth(m))
+        for name, overrides in CANDIDATES.items():
+            per_seed = {s: _folds(m, truth, overrides) for s, (m, truth) in cohorts.items()}
+            rows = [r for v in per_seed.values() for r in v]
+            keys = [k for k in rows[0] if k != "fold"]
+            res["candidates"][name] = {
+                "overrides": overrides,
+                "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys},
+                "per_seed": {str(s): {k: float(np.mean([r[k] for r in v])) for k in keys} for s, v in per_seed.items()},
+                "folds": {str(s): v for s, v in per_seed.items()},
+            }
+            print(name, json.dumps(res["candidates"][name]["mean"]), flush=True)
+    res["seconds"] = time.perf_counter() - t0
+    return res
+
+
+if __name__ == "__main__":
+    write_results("multitask", run())
+    sys.exit(0)
