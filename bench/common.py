@@ -101,3 +101,20 @@ def synthetic_survival_study(folder: Path, patients: int, seed: int) -> tuple[Pa
     repo = Path(__file__).resolve().parents[1]
     cfg = load_experiment(repo / "configs" / "demo.yaml", [f"data.manifest={manifest}", "task=survival"])
     return manifest, load_ground_truth(manifest), Study(cfg)
+
+
+def fit_fold(st: Any, fold: Any) -> tuple[Any, Any, list[str]]:
+    """Our model on one fold of ``Study`` ``st`` exactly as ``multimodal cv`` fits it: (pipeline, fit result, test ids).
+
+    The inner validation split (``training.val_fraction``, seeded by the fold) is carved from the training fold.
+    """
+    from multimodal.cohorts.splits import validation_split
+    from multimodal.experiment import make_adapters
+    from multimodal.pipeline import Pipeline
+
+    cfg, c = st.config, st.cohort
+    train = list(fold.train)
+    itr, iva = validation_split(train, st._stratify_labels(train), cfg.training.val_fraction, cfg.seed + fold.index)
+    pipe, fit = Pipeline.fit(c, itr, val_ids=iva, adapters=make_adapters(cfg), model_config=cfg.model,
+                             training=cfg.training, task=cfg.task, seed=cfg.seed + fold.index)
+    return pipe, fit, list(fold.val)

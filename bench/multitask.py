@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import write_results
+from bench.common import fit_fold, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_SEEDS = (11, 12, 13)
@@ -35,10 +35,8 @@ CANDIDATES: dict[str, list[str]] = {
 def _folds(manifest: Path, truth: dict[str, Any], overrides: list[str]) -> list[dict[str, float]]:
     from sklearn.metrics import roc_auc_score
 
-    from multimodal.cohorts.splits import validation_split
-    from multimodal.experiment import load_experiment, make_adapters
+    from multimodal.experiment import load_experiment
     from multimodal.metrics import harrell_c
-    from multimodal.pipeline import Pipeline
     from multimodal.study import Study
 
     cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", *overrides])
@@ -47,10 +45,7 @@ def _folds(manifest: Path, truth: dict[str, Any], overrides: list[str]) -> list[
     by_arm = {p["patient_id"]: p["response_probability_by_arm"] for p in truth["patients"]}
     out = []
     for fold in st.folds():
-        train, test = list(fold.train), list(fold.val)
-        itr, iva = validation_split(train, st._stratify_labels(train), cfg.training.val_fraction, cfg.seed + fold.index)
-        pipe, _ = Pipeline.fit(c, itr, val_ids=iva, adapters=make_adapters(cfg), model_config=cfg.model,
-                               training=cfg.training, task=cfg.task, seed=cfg.seed + fold.index)
+        pipe, _, test = fit_fold(st, fold)
         pred = pipe.predict(c, test).set_index("patient_id").loc[test]
         t, e = c.survival_arrays(test)
         rec = {"fold": fold.index, "c_index": float(harrell_c(t, e, pred["risk"].to_numpy()))}

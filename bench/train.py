@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, machine, synthetic_survival_study
+from bench.common import RESULTS, fit_fold, machine, synthetic_survival_study
 from multimodal.cohorts.sources import SlideSource
 from multimodal.experiment import load_experiment
 from multimodal.metrics import harrell_c
@@ -41,9 +41,6 @@ def _data_root() -> Path:
 
 
 def synthetic(patients: int = 300, seed: int = 1) -> dict[str, Any]:
-    from multimodal.cohorts.splits import inner_split
-    from multimodal.experiment import make_adapters
-    from multimodal.pipeline import Pipeline
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,10 +50,7 @@ def synthetic(patients: int = 300, seed: int = 1) -> dict[str, Any]:
         rng = np.random.default_rng(seed)
         folds = []
         for fold in st.folds():
-            train, test = list(fold.train), list(fold.val)
-            itr, iva = inner_split(train, st._stratify_labels(train), cfg.training.val_fraction, cfg.seed + fold.index)
-            pipe, fit = Pipeline.fit(c, itr, val_ids=iva, adapters=make_adapters(cfg), model_config=cfg.model,
-                                     training=cfg.training, task=cfg.task, seed=cfg.seed + fold.index)
+            pipe, fit, test = fit_fold(st, fold)
             t, e = c.survival_arrays(test)
 
             def cindex(cohort: Any, ids: list[str] = test, t: Any = t, e: Any = e, pipe: Any = pipe) -> float:
