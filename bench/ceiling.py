@@ -117,7 +117,7 @@ def observed_features(root: Path, truth: dict[str, Any], patient_ids: list[str])
 def _design(f: pd.DataFrame, train: list[str], cols: list[str]) -> tuple[pd.DataFrame, Any]:
     """Train-fitted imputation (mean + missing indicator) and standardization; returns (X_train, transform)."""
     x = f[cols]
-    miss = [c for c in cols if x.loc[train, c].isna().any() or x[c].isna().any()]
+    miss = [c for c in cols if x[c].isna().any()]
     mean = x.loc[train].mean()
 
     def transform(ids: list[str]) -> pd.DataFrame:

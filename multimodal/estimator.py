@@ -255,11 +255,11 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         return pred.set_index("patient_id").loc[ids, "risk"].to_numpy(float)
 
     def _inner_split(self, ids: list[str], event: np.ndarray) -> tuple[list[str], list[str]]:
-        from multimodal.cohorts.splits import inner_split
+        from multimodal.cohorts.splits import validation_split
 
-        if not self.val_fraction or len(ids) < 4:
+        if len(ids) < 4:
             return list(ids), []
-        tr, va = inner_split(ids, event.astype(int), float(self.val_fraction), int(self.seed))
+        tr, va = validation_split(ids, event.astype(int), float(self.val_fraction), int(self.seed))
         return list(tr), list(va)
 
     def _bound_cohort(self) -> Any:

@@ -134,6 +134,29 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
+def manifest_named_by(path: str | Path) -> tuple[str, bool]:
+    """(``path``, False) for a cohort manifest; (its ``data.manifest``, True) for an experiment config.
+
+    An experiment config of a table layout (TCGA) names no manifest: a clear InputError says what to do instead.
+    An unreadable file is returned as is, for the manifest validator to report.
+    """
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) if p.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return str(path), False
+    if not (isinstance(data, dict) and isinstance(data.get("data"), dict) and "patients" not in data):
+        return str(path), False
+    layout, manifest = data["data"].get("layout", "manifest"), data["data"].get("manifest")
+    if layout == "manifest" and manifest:
+        return str(manifest), True
+    raise InputError(f"this is an experiment config (data.layout {layout!r}), not a cohort manifest", file=p,
+                     field="data.layout", hint="validate the manifest a config names (data.manifest); table layouts "
+                                               "(tcga, tcga_response) are checked when `multimodal cv` loads them")
+
+
 def load_experiment(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
     """Load an experiment YAML and apply ``--set`` overrides."""
     data = load_yaml(path)

@@ -66,38 +66,15 @@ def render_summary(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def manifest_of(path: str) -> str:
-    """``path`` itself, or — when it is an experiment config — the cohort manifest its ``data.manifest`` names.
-
-    An experiment config of a table layout (TCGA) has no manifest: that is a clear error saying what to run instead.
-    """
-    from pathlib import Path
-
-    import yaml
-
-    from multimodal.errors import InputError
-
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text()) if p.is_file() else None
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return path  # validate_manifest reports the unreadable file
-    if not (isinstance(data, dict) and isinstance(data.get("data"), dict) and "patients" not in data):
-        return path
-    layout, manifest = data["data"].get("layout", "manifest"), data["data"].get("manifest")
-    if layout == "manifest" and manifest:
-        print(f"experiment config: validating its cohort manifest data.manifest = {manifest}")
-        return str(manifest)
-    raise InputError(f"this is an experiment config (data.layout {layout!r}), not a cohort manifest", file=p,
-                     field="data.layout", hint="validate the manifest a config names (data.manifest); table layouts "
-                                               "(tcga, tcga_response) are checked when `multimodal cv` loads them")
-
-
 def run(args: argparse.Namespace) -> int:
     from multimodal.cohorts.validate import validate_manifest
+    from multimodal.experiment import manifest_named_by
     from multimodal.io import write_json_atomic
 
-    report = validate_manifest(manifest_of(args.manifest))
+    manifest, from_config = manifest_named_by(args.manifest)
+    if from_config:
+        print(f"experiment config: validating its cohort manifest data.manifest = {manifest}")
+    report = validate_manifest(manifest)
     lines = render_summary(report.summary)
     lines += [format_problem(p) for p in report.problems]
     lines += [format_problem(w, "warning") for w in report.warnings]
