@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -93,10 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit
+        return rc
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `multimodal validate ... | head`: the reader left; not a failure of ours
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
     except MultimodalError as exc:
         if debug:
             raise
@@ -115,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         _shutdown_distributed()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _shutdown_distributed() -> None:

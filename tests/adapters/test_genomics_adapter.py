@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from multimodal.adapters.base import Adapter
-from multimodal.adapters.genomics import GenomicsAdapter, GenomicsAdapterConfig
+from multimodal.adapters.genomics import SET_SCORE, GenomicsAdapter, GenomicsAdapterConfig
 from multimodal.adapters.omics_io import read_cnv, read_expression, read_maf
 from multimodal.cohorts import Cohort, OmicsSource
 from multimodal.config import from_dict
@@ -508,3 +508,26 @@ def test_real_blca_poisoned_held_out_leaves_state_bit_identical(blca: tuple[Coho
     assert a.report()["bound"]["missing_values"]["cnv"] == 0
     n_cnv = b.report()["features_per_datatype"]["cnv"]
     assert b.report()["bound"]["missing_values"]["cnv"] == len(val) * n_cnv  # held-out NaNs: zeros, counted
+
+
+def test_set_score_is_the_scaled_sum_of_the_rna_members(tmp_path: Path) -> None:
+    wide = _wide()
+    cohort = _cohort([*wide.index, "NO_OMICS"], OmicsSource(wide=wide), tmp_path)
+    _write_gmt(tmp_path / "sets.gmt")
+    plain = GenomicsAdapter(tokens="pathways", gene_sets="sets.gmt").fit(cohort, list(wide.index[:16]))
+    ad = GenomicsAdapter(tokens="pathways", gene_sets="sets.gmt", set_score=True).fit(cohort, list(wide.index[:16]))
+    assert ad.stream_spec().feature_dim == plain.stream_spec().feature_dim + 1 == 13
+    s, p = ad.transform("P20"), plain.transform("P20")
+    assert torch.equal(s.features[..., :-1], p.features)  # the members are unchanged
+    assert s.meta["members"][0][-1] == SET_SCORE and s.meta["members"][1][:-1] == p.meta["members"][1]
+    for i, members in enumerate(p.meta["members"]):
+        rna = [j for j, m in enumerate(members) if m.endswith(":rna")]
+        want = p.features[0, i, rna].sum() / len(rna) ** 0.5  # PATH_A: TP53, EGFR; PATH_B: KRAS, MYC, PTEN, RB1
+        assert s.features[0, i, -1].item() == pytest.approx(want.item(), abs=1e-5)
+    assert ad.transform("NO_OMICS").features.shape == (1, 0, 13)
+    ad.save(tmp_path / "state")
+    back = Adapter.load(tmp_path / "state").bind(cohort)
+    assert torch.equal(back.transform("P20").features, s.features)
+    with pytest.raises(ConfigError) as exc:
+        GenomicsAdapter(tokens="genes", set_score=True)
+    assert exc.value.field == "set_score"

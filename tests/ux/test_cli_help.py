@@ -75,3 +75,17 @@ def test_top_level_help_lists_commands_and_an_example(capsys):
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_a_closed_output_pipe_is_not_reported_as_a_failure():
+    """`multimodal env | head -0`: the reader leaves before the output; exit 141 (SIGPIPE), no error message."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "multimodal", "env"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child has imported anything, so its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "failed" not in err and "Traceback" not in err and "BrokenPipe" not in err, err
