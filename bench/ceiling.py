@@ -189,13 +189,13 @@ def explain_references(manifest: Path) -> dict[str, Any]:
     from multimodal.cohorts.cohort import Cohort
     from multimodal.cohorts.synthetic import load_ground_truth
     from multimodal.cohorts.synthetic_model import CAUSAL_GENE, MODIFIER_PATHWAYS, RESPONSE_PATHWAY
+    from multimodal.explain.validation import holdout_split
 
     truth = load_ground_truth(manifest)
     cohort = Cohort.from_manifest(manifest)
     ids = list(cohort.patient_ids)
     obs = observed_features(manifest.parent, truth, ids)
-    perm = list(np.random.default_rng(0).permutation(ids))  # the split of bench.explain._train
-    test, train = perm[: len(ids) // 4], perm[len(ids) // 4:]
+    train, test = holdout_split(ids)  # the split of bench.explain._train
     y = cohort.patients.loc[train, "response"].to_numpy().astype(int)
     gt = {p["patient_id"]: p["response_probability_by_arm"] for p in truth["patients"]}
     base = [c for c in obs.columns if c not in ("arm", "arm_x_biomarker")]

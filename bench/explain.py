@@ -39,18 +39,16 @@ TARGETS = {"pathway_recall_at_5": ">= 0.8", "patch_auroc_high_risk": ">= 0.8", "
 
 
 def _train(manifest: Path, overrides: list[str]):
-    from multimodal.cohorts.splits import inner_split
+    from multimodal.cohorts.splits import validation_split
     from multimodal.experiment import load_cohort, load_experiment, make_adapters
+    from multimodal.explain.validation import holdout_split
     from multimodal.pipeline import Pipeline
 
     cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", *overrides])
     cohort = load_cohort(cfg.data)
-    ids = cohort.patient_ids
-    rng = np.random.default_rng(0)
-    perm = list(rng.permutation(ids))
-    n_test = len(ids) // 4
-    test, train = perm[:n_test], perm[n_test:]
-    tr, val = inner_split(train, cohort.patients.loc[train, "event"].astype(int).to_numpy(), 0.15, 0)
+    train, test = holdout_split(cohort.patient_ids)
+    tr, val = validation_split(train, cohort.patients.loc[train, "event"].astype(int).to_numpy(),
+                               cfg.training.val_fraction, 0)
     pipe, _ = Pipeline.fit(cohort, tr, val_ids=val, adapters=make_adapters(cfg), model_config=cfg.model,
                            training=cfg.training, task=cfg.task, seed=0)
     return pipe, cohort, test

@@ -41,7 +41,6 @@ def _data_root() -> Path:
 
 
 def synthetic(patients: int = 300, seed: int = 1) -> dict[str, Any]:
-
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         manifest, truth, st = synthetic_survival_study(Path(tmp), patients, seed)

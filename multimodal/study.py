@@ -143,7 +143,7 @@ class Study:
         train = self._eligible(fold.train)
         test = self._eligible(fold.val)
         inner_tr, inner_val = validation_split(train, self._stratify_labels(train), cfg.training.val_fraction,
-                                          cfg.seed + fold.index)
+                                               cfg.seed + fold.index)
         adapters = make_adapters(cfg, modalities)
         pipe, fit = Pipeline.fit(
             c, inner_tr, val_ids=inner_val, adapters=adapters, model_config=cfg.model, training=cfg.training,

@@ -32,6 +32,13 @@ def _code_of(name: str) -> str:
     return name.split(" = ")[0].split(" @ ")[0].split(" [UNK]")[0].split(" [trend]")[0].strip()
 
 
+def holdout_split(patient_ids: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
+    """(train, test): a random quarter of the patients (patient level) is held out for scoring explanations."""
+    perm = [str(p) for p in np.random.default_rng(seed).permutation(list(patient_ids))]
+    n_test = len(perm) // 4
+    return perm[n_test:], perm[:n_test]
+
+
 def untrained_copy(pipe: Any, seed: int = 0) -> Any:
     """The pipeline with the same adapters and architecture but freshly initialised weights: chance-level explanations."""
     torch.manual_seed(seed)

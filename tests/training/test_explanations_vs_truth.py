@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from multimodal.cohorts.synthetic_model import EffectSizes
@@ -37,12 +36,12 @@ def strong_cohort(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fitted(strong_cohort):
     from multimodal.experiment import load_cohort, load_experiment, make_adapters
+    from multimodal.explain.validation import holdout_split
     from multimodal.pipeline import Pipeline
 
     cfg = load_experiment(DEMO_CONFIG, [f"data.manifest={strong_cohort[0]}", *OVERRIDES])
     cohort = load_cohort(cfg.data)
-    perm = list(np.random.default_rng(0).permutation(cohort.patient_ids))
-    test, train = perm[: len(perm) // 4], perm[len(perm) // 4:]
+    train, test = holdout_split(cohort.patient_ids)
     pipe, _ = Pipeline.fit(cohort, train, adapters=make_adapters(cfg), model_config=cfg.model, training=cfg.training,
                            task=cfg.task, seed=0)
     return pipe, cohort, test
