@@ -239,6 +239,11 @@ def _set_path(node: Any, path: list[str], value: Any, *, full: str) -> Any:
         new = _set_path(child, path[1:], value, full=full)
     try:
         return dataclasses.replace(node, **{head: new})
+    except ConfigError as exc:  # the section's own check (__post_init__): name its field in full, once
+        section = full[: len(full) - len(".".join(path))].rstrip(".")
+        p = exc.problems[0]
+        field = f"{section}.{p.field}" if section and p.field else (p.field or full)
+        raise ConfigError(p.message, file=p.file, field=field, hint=p.hint) from exc
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc), field=full) from exc
 

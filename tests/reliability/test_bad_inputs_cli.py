@@ -222,6 +222,10 @@ CASES: dict[str, Case] = {
     "val-fraction-one": Case(  # 0 is allowed (fixed epochs); 1 would leave nothing to train on
         None, lambda c: ["train", c.config, "--out", c.out, "--set", "training.val_fraction=1"],
         ("training.val_fraction", "[0, 1)", "fixed epochs")),
+    "section-check-names-its-field": Case(  # was "field 'adapters.genomics.tokens': field 'set_score': ..."
+        None, lambda c: ["train", c.config, "--out", c.out, "--set", "adapters.genomics.set_score=true", "--set",
+                         "adapters.genomics.tokens=genes"],
+        ("field 'adapters.genomics.set_score'", "set tokens and rna")),
     "yaml-missing": Case(None, lambda c: ["cv", c.tmp / "nope.yaml", "--out", c.out], ("nope.yaml", "not found")),
     "heads-do-not-divide": Case(  # was exit 1 (StrictDataclassClassValidationError) after the adapters were fitted
         None, lambda c: ["cv", c.config, "--out", c.out, "--set", "model.num_heads=3"],
