@@ -221,7 +221,7 @@ def explain_references(manifest: Path) -> dict[str, Any]:
             with warnings.catch_warnings():  # scikit-learn 1.8 deprecation notices about the penalty spelling
                 warnings.simplefilter("ignore", FutureWarning)
                 model = LogisticRegressionCV(Cs=20, penalty="l1", solver="liblinear", cv=5, scoring="neg_log_loss",
-                                             max_iter=5000).fit((xtr - mu) / sd, y)
+                                             max_iter=5000, random_state=0).fit((xtr - mu) / sd, y)
         else:
             model = LogisticRegression(C=1.0, max_iter=5000).fit((xtr - mu) / sd, y)
         xs, ys = [], []
