@@ -245,6 +245,7 @@ def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> N
     for name in ("d_model", "depth", "num_heads", "num_latents", "slot_hidden", "ffn_mult", "num_bins"):
         need(getattr(m, name) >= 1, f"model.{name}", "an integer >= 1", getattr(m, name))
     need(m.cross_layers >= 0, "model.cross_layers", "an integer >= 0", m.cross_layers)
+    need(1 <= m.ensemble <= 64, "model.ensemble", "an integer from 1 to 64 (members of a deep ensemble)", m.ensemble)
     if m.num_heads >= 1 and m.d_model >= 1:
         need(m.d_model % m.num_heads == 0, "model.d_model", f"a multiple of model.num_heads={m.num_heads}", m.d_model)
     need(m.cross_queries in ("latents", "all"), "model.cross_queries", "'latents' or 'all'", m.cross_queries)

@@ -65,9 +65,9 @@ class MultimodalSurvivalEstimator(BaseEstimator):
     for slide bags raise ``d_model`` / ``num_latents`` and set ``modality_dropout`` (e.g. 0.15, as configs/demo.yaml).
 
     Args:
-        d_model, depth, num_heads, num_latents, dropout, modality_dropout, survival, num_bins, alpha: model
+        d_model, depth, num_heads, num_latents, dropout, modality_dropout, survival, num_bins, alpha, ensemble: model
             hyperparameters, mapped onto :class:`multimodal.pipeline.ModelConfig` (``survival``: ``"discrete"`` or
-            ``"cox"``).
+            ``"cox"``). ``ensemble``: members of a deep ensemble (predictions averaged; 1 = one model).
         epochs, lr, batch_size, weight_decay, val_fraction, patience, select_metric: training settings, mapped onto
             :class:`multimodal.training.TrainingConfig`. ``val_fraction`` of the training rows (stratified on the
             event) is held out for early stopping; 0 trains on every row and keeps the last epoch.
@@ -101,6 +101,7 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         survival: str = "discrete",
         num_bins: int = 4,
         alpha: float = 0.5,
+        ensemble: int = 1,
         epochs: int = 20,
         lr: float = 1e-3,
         batch_size: int = 16,
@@ -126,6 +127,7 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         self.survival = survival
         self.num_bins = num_bins
         self.alpha = alpha
+        self.ensemble = ensemble
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size

@@ -93,6 +93,11 @@ def render_model_card(pipe: Pipeline) -> str:
     arms = fmt_value(list(m.get("treatment_arms") or []))
     n_train, n_val, epoch, seed = (fmt_value(m.get(k)) for k in ("n_train", "n_val", "best_epoch", "seed"))
     score = fmt_metric(m.get("best_val_score"))
+    members = m.get("ensemble") or []
+    ensemble = (f"\n- Deep ensemble of {len(members)} members trained from seeds "
+                f"{fmt_value([e.get('seed') for e in members])} (selected epochs "
+                f"{fmt_value([e.get('best_epoch') for e in members])});\n  predictions and attributions are the "
+                "members' mean.") if members else ""
     return f"""# Model card — {m.get('cohort', 'cohort')} ({m.get('task', 'survival')})
 
 **Research use only. Not a medical device; not for clinical decision making.**
@@ -103,7 +108,7 @@ def render_model_card(pipe: Pipeline) -> str:
 - Survival head: {cfg.survival} (bins: {len(cfg.bin_edges or []) + 1}, edges {edges});
   response classes: {cfg.response_classes}; treatment arms: {arms}.
 - Trained on {n_train} patients; early stopping on {n_val} inner-validation patients
-  (selected epoch {epoch}, inner-validation score {score}). Seed {seed}.
+  (selected epoch {epoch}, inner-validation score {score}). Seed {seed}.{ensemble}
 
 ## Inputs
 | modality | kind | feature dim | slots | vocabulary |

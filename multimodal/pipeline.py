@@ -3,8 +3,8 @@
 Layout of a saved pipeline directory::
 
     pipeline.json            format version, experiment config, modalities, metadata, sha256 of every file
-    model/config.json        MultimodalConfig
-    model/model.safetensors  weights
+    model/config.json        MultimodalConfig (of every member, for an ensemble)
+    model/model.safetensors  weights (an ensemble's members under ``members.<k>.``; format 2)
     adapters/<modality>/adapter.json + adapter.safetensors
     MODEL_CARD.md
 """
@@ -30,11 +30,14 @@ from multimodal.config import from_dict, to_dict
 from multimodal.data import PatientDataset
 from multimodal.errors import InputError, IntegrityError
 from multimodal.io import atomic_dir, sha256_file, write_json_atomic
-from multimodal.model import MultimodalConfig, MultimodalModel
+from multimodal.model import MultimodalConfig, MultimodalEnsemble, MultimodalModel
+from multimodal.model.ensemble import member_seed
 from multimodal.training import FitResult, TrainingConfig, fit_model, make_accelerator, predict_dataset
 
 log = logging.getLogger(__name__)
-PIPELINE_FORMAT = 1
+PIPELINE_FORMAT = 1  # written for a single model
+ENSEMBLE_PIPELINE_FORMAT = 2  # format 1 + ``ensemble_members``: an ensemble's members in one weights file
+READABLE_FORMATS = (PIPELINE_FORMAT, ENSEMBLE_PIPELINE_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class ModelConfig:
             memorizing response labels in the shared layers. With `dropout` 0.3 the shared layers memorize less and
             0.3 helps the response (the demo config: c-index 0.620, response AUROC 0.576, per-arm correlation 0.31
             vs 0.638 / 0.544 / 0.21 at 0.1 with dropout 0.1).
+        ensemble: independently trained members (same patients and inner validation, seeds ``seed + 1000 k``)
+            whose predictions are averaged, a deep ensemble; explanations attribute the averaged prediction. Training
+            and prediction cost grow with it. 1 = a single model.
     """
 
     d_model: int = 128
@@ -90,6 +96,7 @@ class ModelConfig:
     survival_weight: float = 1.0
     response_weight: float = 1.0
     response_trunk_grad: float = 0.1
+    ensemble: int = 1
 
 
 def quantile_bin_edges(time: np.ndarray, event: np.ndarray, num_bins: int) -> list[float]:
@@ -145,7 +152,7 @@ class Pipeline:
     """Everything needed to predict for new patients: fitted adapters, the model and what it was trained on."""
 
     adapters: dict[str, Adapter]
-    model: MultimodalModel
+    model: MultimodalModel | MultimodalEnsemble
     metadata: dict[str, Any] = field(default_factory=dict)
 
     # ---- training ------------------------------------------------------------------------------------------------
@@ -165,16 +172,36 @@ class Pipeline:
         accelerator: Any | None = None,
         experiment: Mapping[str, Any] | None = None,
     ) -> tuple[Pipeline, FitResult]:
-        """Fit adapters on ``train_ids`` only, then train the model (early stopping on ``val_ids``)."""
+        """Fit adapters on ``train_ids`` only, then train the model (early stopping on ``val_ids``).
+
+        With ``model_config.ensemble`` = K > 1, K members are trained one after the other on the same adapters and
+        patients (member k from seed :func:`~multimodal.model.ensemble.member_seed`; its checkpoints under
+        ``out_dir/member_<k>`` for k > 0) and the pipeline holds their :class:`MultimodalEnsemble`. The returned
+        :class:`FitResult` is member 0's, with every member's in ``members``.
+        """
         torch.manual_seed(seed)
         fitted = {m: a.fit(cohort, list(train_ids)) for m, a in adapters.items()}
-        model = build_model(model_config, fitted, cohort, train_ids, task=task)
-        train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=seed)
         val_ds = PatientDataset(cohort, fitted, val_ids, train=False, seed=seed) if val_ids else None
-        result = fit_model(
-            model, train_ds, val_ds, training, seed=seed, out_dir=out_dir, accelerator=accelerator,
-            num_classes=max(cohort.response_classes, 2), time_unit=cohort.time_unit,
-        )
+        members: list[MultimodalModel] = []
+        results: list[FitResult] = []
+        for k in range(max(1, int(model_config.ensemble))):
+            s = member_seed(seed, k)
+            if k:  # member 0 continues the RNG stream seeded above (an ensemble of one = the single model)
+                torch.manual_seed(s)
+                log.info("training ensemble member %d of %d (seed %d)", k + 1, model_config.ensemble, s)
+            model = build_model(model_config, fitted, cohort, train_ids, task=task)
+            train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=s)
+            member_dir = None if out_dir is None else (Path(out_dir) / f"member_{k}" if k else out_dir)
+            results.append(fit_model(
+                model, train_ds, val_ds, training, seed=s, out_dir=member_dir, accelerator=accelerator,
+                num_classes=max(cohort.response_classes, 2), time_unit=cohort.time_unit,
+            ))
+            members.append(model)
+        result = results[0]
+        net: MultimodalModel | MultimodalEnsemble = members[0]
+        if len(members) > 1:
+            net = MultimodalEnsemble(members).eval()
+            result.members = results
         meta = {
             "cohort": cohort.name,
             "task": task,
@@ -188,7 +215,10 @@ class Pipeline:
             "seed": seed,
             "experiment": dict(experiment or {}),
         }
-        pipe = cls(dict(fitted), model, meta)
+        if len(members) > 1:
+            meta["ensemble"] = [{"seed": member_seed(seed, k), "best_epoch": r.best_epoch, "best_val_score": r.best_score}
+                                for k, r in enumerate(results)]
+        pipe = cls(dict(fitted), net, meta)
         if val_ids:
             # the inner-validation risk distribution: reports place a new patient's risk against it
             ref = pipe.predict(cohort, list(val_ids))
@@ -222,14 +252,24 @@ class Pipeline:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no "Writing model shards" bar in CLI output
+        ensemble = isinstance(self.model, MultimodalEnsemble)
         with atomic_dir(directory, overwrite=overwrite) as tmp:
-            self.model.save_pretrained(tmp / "model")
+            if ensemble:
+                from safetensors.torch import save_file
+
+                (tmp / "model").mkdir(parents=True)
+                self.model.config.save_pretrained(tmp / "model")
+                state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+                save_file(state, str(tmp / "model" / "model.safetensors"), metadata={"format": "pt"})
+            else:
+                self.model.save_pretrained(tmp / "model")
             for m, a in self.adapters.items():
                 a.save(tmp / "adapters" / m)
             files = sorted(p for p in tmp.rglob("*") if p.is_file())
             sums = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
             write_json_atomic(tmp / "pipeline.json", {
-                "format": PIPELINE_FORMAT,
+                "format": ENSEMBLE_PIPELINE_FORMAT if ensemble else PIPELINE_FORMAT,
+                **({"ensemble_members": self.model.num_members} if ensemble else {}),
                 "package_version": __version__,
                 "torch_version": torch.__version__,
                 "python": platform.python_version(),
@@ -247,7 +287,7 @@ class Pipeline:
         """Load a saved pipeline (offline; no code from the directory is run; checksums verified)."""
         d = Path(directory)
         meta = read_pipeline_json(d)
-        found, supported = meta.get("format"), (PIPELINE_FORMAT,)
+        found, supported = meta.get("format"), READABLE_FORMATS
         if isinstance(found, bool) or found not in supported:  # JSON true == 1 in Python
             written_by = meta.get("package_version") or "an unknown version"
             if isinstance(found, int) and not isinstance(found, bool) and found > max(supported):
@@ -277,7 +317,13 @@ class Pipeline:
                     raise IntegrityError(f"{p}: checksum mismatch (file truncated or modified)")
         adapters = {m: Adapter.load(d / "adapters" / m) for m in meta["modalities"]}
         config = MultimodalConfig.from_pretrained(str(d / "model"), local_files_only=True)
-        model = MultimodalModel(config)
+        model: MultimodalModel | MultimodalEnsemble = MultimodalModel(config)
+        if found == ENSEMBLE_PIPELINE_FORMAT:
+            k = meta.get("ensemble_members")
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise IntegrityError(f"{d}/pipeline.json: 'ensemble_members' must be a positive integer for format "
+                                     f"{ENSEMBLE_PIPELINE_FORMAT}, got {k!r}")
+            model = MultimodalEnsemble.from_config(config, k)
         from safetensors.torch import load_file
 
         state = load_file(str(d / "model" / "model.safetensors"))

@@ -151,7 +151,8 @@ class Study:
         )
         pred = pipe.predict(c, test, batch_size=cfg.training.eval_batch_size)
         train_pred = pipe.predict(c, inner_tr, batch_size=cfg.training.eval_batch_size) if pipe.model.config.survival == "cox" else None
-        return MethodResult(name, pred, {"best_epoch": fit.best_epoch, "inner_val_score": fit.best_score,
+        extra = {"member_best_epochs": [r.best_epoch for r in fit.members]} if fit.members else {}
+        return MethodResult(name, pred, {"best_epoch": fit.best_epoch, "inner_val_score": fit.best_score, **extra,
                                          "_pipe": pipe, "_train_pred": train_pred})
 
     def _fit_baseline(self, name: str, fold: Fold) -> MethodResult:

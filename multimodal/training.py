@@ -88,6 +88,7 @@ class FitResult:
     resumed_from: dict[str, Any] | None = None
     num_processes: int = 1
     wrapper: str = ""  # the class that wrapped the model for training (DistributedDataParallel under DDP)
+    members: list[FitResult] = field(default_factory=list)  # every ensemble member's result (member 0 first)
 
 
 def make_accelerator(cfg: TrainingConfig, project_dir: Path | None = None, *, cpu: bool | None = None) -> Accelerator:

@@ -41,8 +41,13 @@ def holdout_split(patient_ids: list[str], seed: int = 0) -> tuple[list[str], lis
 
 def untrained_copy(pipe: Any, seed: int = 0) -> Any:
     """The pipeline with the same adapters and architecture but freshly initialised weights: chance-level explanations."""
+    from multimodal.model import MultimodalEnsemble, MultimodalModel
+
     torch.manual_seed(seed)
-    return replace(pipe, model=type(pipe.model)(pipe.model.config).eval())
+    m = pipe.model
+    fresh = MultimodalEnsemble.from_config(m.config, m.num_members) if isinstance(m, MultimodalEnsemble) \
+        else MultimodalModel(m.config)
+    return replace(pipe, model=fresh.eval())
 
 
 def _add_genomics(t: Any, members: tuple[tuple[str, ...], ...] | None, path_attr: dict[str, list[float]],

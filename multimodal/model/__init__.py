@@ -3,6 +3,7 @@
 from transformers import AutoConfig, AutoModel
 
 from multimodal.model.configuration import MultimodalConfig
+from multimodal.model.ensemble import MultimodalEnsemble
 from multimodal.model.fusion import LatentCrossAttentionFusion
 from multimodal.model.heads import CoxHead, DiscreteSurvivalHead, ResponseHead
 from multimodal.model.modeling import MultimodalModel, MultimodalOutput
@@ -11,6 +12,6 @@ AutoConfig.register(MultimodalConfig.model_type, MultimodalConfig, exist_ok=True
 AutoModel.register(MultimodalConfig, MultimodalModel, exist_ok=True)
 
 __all__ = [
-    "MultimodalConfig", "MultimodalModel", "MultimodalOutput", "LatentCrossAttentionFusion",
+    "MultimodalConfig", "MultimodalModel", "MultimodalOutput", "MultimodalEnsemble", "LatentCrossAttentionFusion",
     "DiscreteSurvivalHead", "CoxHead", "ResponseHead",
 ]

@@ -11,8 +11,10 @@ import pytest
 from multimodal import __version__
 from multimodal.errors import InputError
 from multimodal.model import MultimodalConfig, MultimodalModel
-from multimodal.pipeline import PIPELINE_FORMAT, Pipeline
+from multimodal.pipeline import PIPELINE_FORMAT, READABLE_FORMATS, Pipeline
 
+NEWER = max(READABLE_FORMATS) + 1
+READS = ", ".join(str(v) for v in READABLE_FORMATS)
 STREAMS = [{"modality": "ehr", "kind": "events", "feature_dim": 0, "num_slots": 0, "vocab_size": 19, "max_tokens": 16,
             "slot_names": []}]
 
@@ -40,13 +42,13 @@ def test_current_format_loads(saved: Path) -> None:
 
 
 def test_newer_format_names_found_supported_and_upgrade(saved: Path) -> None:
-    _set_format(saved, PIPELINE_FORMAT + 1)
+    _set_format(saved, NEWER)
     with pytest.raises(InputError) as err:
         Pipeline.from_pretrained(saved)
     problem = err.value.problems[0]
     assert (problem.field, problem.file) == ("format", str(saved / "pipeline.json"))
-    assert f"pipeline format {PIPELINE_FORMAT + 1} is newer" in problem.message
-    assert f"precision-multimodal {__version__} reads format {PIPELINE_FORMAT}" in problem.message
+    assert f"pipeline format {NEWER} is newer" in problem.message
+    assert f"precision-multimodal {__version__} reads format {READS}" in problem.message
     assert "written by precision-multimodal 9.0.0" in problem.hint
     assert "upgrade precision-multimodal" in problem.hint and "multimodal train" in problem.hint
 
@@ -59,5 +61,5 @@ def test_unknown_format_says_what_to_do(saved: Path, value: object, drop: bool, 
         Pipeline.from_pretrained(saved)
     problem = err.value.problems[0]
     assert problem.field == "format"
-    assert f"reads format {PIPELINE_FORMAT}" in problem.message
+    assert f"reads format {READS}" in problem.message
     assert "re-train the pipeline with 'multimodal train'" in problem.hint
