@@ -7,7 +7,8 @@ patches (target < 5 s).
 
 Protocol: for each cohort seed, a synthetic cohort of ``patients`` is split 3:1 at random (patient level; the test
 quarter is never seen in training, the inner validation comes from the training part), the demo configuration
-(task ``both``) is trained once, and the figures are computed on the test quarter. ``cohorts`` holds the per-seed
+(task ``both``; a deep ensemble of ``model.ensemble`` members) is trained once, and the figures are computed on the
+test quarter; ``member_per_arm_response_corr`` scores each member alone. ``cohorts`` holds the per-seed
 figures; with them, ``untrained``: the same figures for an untrained model of the same architecture (the chance
 level of each check), and reference models fitted on the same split (``bench.ceiling.explain_references``: logistic
 regressions for response, a Cox model's |coefficients| for the pathway ranking). ``mean`` / ``mean_untrained``
@@ -23,6 +24,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,8 @@ def explain_cohort(folder: Path, patients: int, seed: int, overrides: list[str])
     """Train on one synthetic cohort and score its explanations on the held-out quarter; returns (figures, pipeline)."""
     from bench.ceiling import explain_references
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
-    from multimodal.explain.validation import untrained_copy, validate_explanations
+    from multimodal.explain.validation import per_arm_response_corr, untrained_copy, validate_explanations
+    from multimodal.model import MultimodalEnsemble
 
     manifest = generate_synthetic_cohort(folder, SyntheticConfig(patients=patients, seed=seed))
     t0 = time.perf_counter()
@@ -66,6 +69,9 @@ def explain_cohort(folder: Path, patients: int, seed: int, overrides: list[str])
     out: dict[str, Any] = {"seed": seed, "patients": patients, "train_seconds": time.perf_counter() - t0}
     gt = load_ground_truth(manifest)
     out.update(validate_explanations(pipe, cohort, gt, test))
+    if isinstance(pipe.model, MultimodalEnsemble):  # each member alone: what the ensemble adds
+        out["member_per_arm_response_corr"] = [per_arm_response_corr(replace(pipe, model=m), cohort, gt, test)
+                                               for m in pipe.model.members]
     chance = validate_explanations(untrained_copy(pipe, seed), cohort, gt, test)
     out["untrained"] = {k: chance[k] for k in METRICS}
     ref = explain_references(manifest)

@@ -62,6 +62,21 @@ def _add_genomics(t: Any, members: tuple[tuple[str, ...], ...] | None, path_attr
         expr_attr[name].append(abs(float(sum(v for feat, v in zip(labels, ms, strict=True) if feat.endswith(":rna")))))
 
 
+def per_arm_response_corr(pipe: Any, cohort: Any, ground_truth: dict[str, Any], patient_ids: list[str]) -> float | None:
+    """Pearson correlation of the predicted response probability under every arm with the true one (None without
+    per-arm predictions)."""
+    gt_pat = {p["patient_id"]: p for p in ground_truth["patients"]}
+    pred = pipe.predict(cohort, patient_ids)
+    arms = ground_truth["arms"] if isinstance(ground_truth.get("arms"), list) else list(cohort.treatment_arms)
+    xs, ys = [], []
+    for a, arm in enumerate(arms):
+        col = f"response_prob_arm_{a}"
+        if col in pred.columns:
+            xs += pred[col].tolist()
+            ys += [gt_pat[p]["response_probability_by_arm"][arm] for p in pred["patient_id"]]
+    return float(np.corrcoef(xs, ys)[0, 1]) if len(xs) > 2 else None
+
+
 def validate_explanations(pipe: Any, cohort: Any, ground_truth: dict[str, Any], patient_ids: list[str], *,
                           n_steps: int = 32) -> dict[str, Any]:
     from multimodal.cohorts.synthetic import patch_labels
@@ -110,16 +125,7 @@ def validate_explanations(pipe: Any, cohort: Any, ground_truth: dict[str, Any], 
 
     ranked, recall5 = recall_at_5(expr_attr)
     token_ranked, token_recall5 = recall_at_5(path_attr)
-    # per-arm response vs truth
-    pred = pipe.predict(cohort, patient_ids)
-    arms = ground_truth["arms"] if isinstance(ground_truth.get("arms"), list) else list(cohort.treatment_arms)
-    xs, ys = [], []
-    for a, arm in enumerate(arms):
-        col = f"response_prob_arm_{a}"
-        if col in pred.columns:
-            xs += pred[col].tolist()
-            ys += [gt_pat[p]["response_probability_by_arm"][arm] for p in pred["patient_id"]]
-    corr = float(np.corrcoef(xs, ys)[0, 1]) if len(xs) > 2 else None
+    corr = per_arm_response_corr(pipe, cohort, ground_truth, patient_ids)
     return {
         "n_patients": len(patient_ids),
         "pathway_ranking": ranked[:10],
