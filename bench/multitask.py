@@ -1,13 +1,14 @@
 """Survival + response training: how much of the response loss should reach the shared layers (development study).
 
-Behind the default of ``model.response_trunk_grad`` and the demo config's ``dropout`` and ``response_trunk_grad``.
+Behind the default of ``model.response_trunk_grad`` and the demo config's ``dropout``, ``response_trunk_grad`` and
+``ensemble`` (one candidate is the chosen setting as a 3-member deep ensemble).
 On synthetic **development** cohorts (300 patients, seeds 11-13; the benchmark cohorts use seeds 0-2 and are not
 touched), ``configs/demo.yaml`` with ``task=both`` is run with stratified 5-fold CV (``Study.folds``, inner
 validation as in ``multimodal cv``) for each candidate, plus a survival-only reference. Per reporting fold: Harrell's
 c-index, the response AUROC under the assigned arm and the Pearson correlation of the predicted per-arm response
 probabilities with the true ones.
 
-Usage: ``python -m bench.multitask`` → ``bench/results/multitask.json`` (about 30 minutes on 2 cores).
+Usage: ``python -m bench.multitask`` → ``bench/results/multitask.json`` (about 45 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ from bench.common import fit_fold, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_SEEDS = (11, 12, 13)
+# every candidate pins what it compares: changing the demo config does not change what a candidate means
 CANDIDATES: dict[str, list[str]] = {
-    "trunk_grad_1.0": ["task=both", "model.dropout=0.1", "model.response_trunk_grad=1.0"],
-    "trunk_grad_0.1": ["task=both", "model.dropout=0.1", "model.response_trunk_grad=0.1"],
-    "dropout_0.3_trunk_grad_0.1": ["task=both", "model.dropout=0.3", "model.response_trunk_grad=0.1"],
-    "dropout_0.3_trunk_grad_0.3": ["task=both", "model.dropout=0.3", "model.response_trunk_grad=0.3"],
-    "survival_only": ["task=survival", "model.dropout=0.1"],
-    "survival_only_dropout_0.3": ["task=survival", "model.dropout=0.3"],
+    "trunk_grad_1.0": ["task=both", "model.dropout=0.1", "model.response_trunk_grad=1.0", "model.ensemble=1"],
+    "trunk_grad_0.1": ["task=both", "model.dropout=0.1", "model.response_trunk_grad=0.1", "model.ensemble=1"],
+    "dropout_0.3_trunk_grad_0.1": ["task=both", "model.dropout=0.3", "model.response_trunk_grad=0.1",
+                                   "model.ensemble=1"],
+    "dropout_0.3_trunk_grad_0.3": ["task=both", "model.dropout=0.3", "model.response_trunk_grad=0.3",
+                                   "model.ensemble=1"],
+    "dropout_0.3_trunk_grad_0.3_ensemble_3": ["task=both", "model.dropout=0.3", "model.response_trunk_grad=0.3",
+                                              "model.ensemble=3"],
+    "survival_only": ["task=survival", "model.dropout=0.1", "model.ensemble=1"],
+    "survival_only_dropout_0.3": ["task=survival", "model.dropout=0.3", "model.ensemble=1"],
 }
 
 

@@ -238,6 +238,8 @@ def fit_model(
     """
     out = Path(out_dir) if out_dir is not None else None
     accelerator = accelerator or make_accelerator(cfg, out)
+    if out is not None and accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     loader, sampler = _loader(train_ds, cfg.batch_size, shuffle=True, seed=seed, cfg=cfg, num_classes=num_classes,
                               time_unit=time_unit)

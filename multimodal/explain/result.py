@@ -30,7 +30,7 @@ CAVEATS = (
 @dataclass
 class RiskResult:
     patient: dict[str, Any]  # pseudonym, data_cutoff, arm
-    model: dict[str, Any]  # name, version, hash, cohort, task, time_unit, n_train
+    model: dict[str, Any]  # name, version, hash, cohort, task, time_unit, n_train, target, ensemble_members
     inputs_used: list[str]
     inputs_missing: list[str]
     risk_score: float

@@ -239,6 +239,8 @@ CASES: dict[str, Case] = {
         ("evaluation.baselines[0]", "did you mean 'coxph_clinical'")),
     "unknown-fusion": Case(None, lambda c: ["train", c.config, "--out", c.out, "--set", "model.fusion=bogus"],
                            ("model.fusion", "latent_cross_attention")),
+    "ensemble-zero": Case(None, lambda c: ["train", c.config, "--out", c.out, "--set", "model.ensemble=0"],
+                          ("model.ensemble", "an integer from 1 to 64", "got 0")),
     "task-typo": Case(None, lambda c: ["cv", c.config, "--out", c.out, "--set", "task=survivl"],
                       ("task", "did you mean 'survival'")),
     "too-many-folds": Case(None, lambda c: ["cv", c.config, "--out", c.out, "--set", "evaluation.folds=100"],

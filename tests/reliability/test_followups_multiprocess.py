@@ -28,6 +28,7 @@ def test_only_the_main_process_writes(tmp_path: Path, rel_cohort_template: Path)
     data["task"] = "survival"
     data["data"]["manifest"] = str(manifest)
     data["adapters"] = {"clinical": {}}  # the cheapest modality: this test is about who writes, not the model
+    data["model"]["ensemble"] = 2  # members trained one after the other, each in both processes
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     root, logs = tmp_path / "out", tmp_path / "logs"
@@ -49,7 +50,8 @@ def test_only_the_main_process_writes(tmp_path: Path, rel_cohort_template: Path)
 
     from multimodal.api import check_run_dir, load_pipeline
 
-    assert load_pipeline(root / "pipeline").adapters.keys() == {"clinical"}
+    pipe = load_pipeline(root / "pipeline")
+    assert pipe.adapters.keys() == {"clinical"} and pipe.model.num_members == 2
     preds = pd.read_parquet(root / "preds.parquet")
     assert preds["patient_id"].is_unique and len(preds) == 40
     assert check_run_dir(root / "run")["n_folds"] == 2

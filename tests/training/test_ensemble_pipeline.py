@@ -1,0 +1,100 @@
+"""Deep-ensemble pipelines: training K members, checkpoints per member, saving / loading, reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multimodal.errors import IntegrityError
+from multimodal.model import MultimodalEnsemble, MultimodalModel
+from multimodal.pipeline import ENSEMBLE_PIPELINE_FORMAT, ModelConfig, Pipeline
+from multimodal.training import TrainingConfig
+
+MODEL = ModelConfig(d_model=16, num_latents=2, depth=1, num_heads=2)
+TRAINING = TrainingConfig(epochs=2, batch_size=8, progress=False)
+
+
+def _fit(small_cohort: Path, ensemble: int, out_dir: Path | None = None):
+    from multimodal.experiment import load_cohort, load_experiment, make_adapters
+
+    cfg = load_experiment(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml",
+                          [f"data.manifest={small_cohort}", "adapters.pathology.max_patches=32"])
+    c = load_cohort(cfg.data)
+    ids = c.patient_ids
+    pipe, fit = Pipeline.fit(c, ids[:30], val_ids=ids[30:], adapters=make_adapters(cfg),
+                             model_config=replace(MODEL, ensemble=ensemble), training=TRAINING, task=cfg.task, seed=4,
+                             out_dir=out_dir)
+    return pipe, fit, c
+
+
+@pytest.fixture(scope="module")
+def ensemble_fit(small_cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ens") / "ckpt"
+    return (*_fit(small_cohort, 2, out), out)
+
+
+def test_members_train_from_their_own_seeds_and_are_averaged(ensemble_fit, small_cohort):
+    pipe, fit, c, _ = ensemble_fit
+    assert isinstance(pipe.model, MultimodalEnsemble) and pipe.model.num_members == 2
+    assert [e["seed"] for e in pipe.metadata["ensemble"]] == [4, 1004]
+    assert [e["best_epoch"] for e in pipe.metadata["ensemble"]] == [r.best_epoch for r in fit.members]
+    a, b = (dict(m.named_parameters()) for m in pipe.model.members)
+    assert any(not np.allclose(a[k].detach(), b[k].detach()) for k in a)
+    ids = c.patient_ids[30:]
+    ens = pipe.predict(c, ids)
+    members = [replace(pipe, model=m).predict(c, ids) for m in pipe.model.members]
+    for col in ("risk", "response_prob_arm_0", "response_prob_arm_1", "surv_2"):
+        np.testing.assert_allclose(ens[col], (members[0][col] + members[1][col]) / 2, rtol=1e-5, atol=1e-6)
+    # member 0 is exactly the single model trained with the same seed: an ensemble of one changes nothing
+    single, single_fit, _ = _fit(small_cohort, 1)
+    assert isinstance(single.model, MultimodalModel) and single_fit.members == []
+    assert "ensemble" not in single.metadata
+    pd.testing.assert_frame_equal(single.predict(c, ids), members[0])
+
+
+def test_each_member_checkpoints_and_resumes_from_its_own_folder(ensemble_fit, small_cohort):
+    pipe, _, c, out = ensemble_fit
+    assert (out / "best_model.safetensors").is_file() and (out / "member_1" / "best_model.safetensors").is_file()
+    again, fit, _ = _fit(small_cohort, 2, out)  # every member's checkpoint says done: nothing is retrained
+    assert all(r.resumed_from is not None for r in fit.members)
+    ids = c.patient_ids[30:]
+    pd.testing.assert_frame_equal(again.predict(c, ids), pipe.predict(c, ids))
+
+
+def test_saved_ensemble_round_trips_and_rejects_a_tampered_member_count(ensemble_fit, tmp_path):
+    pipe, _, c, _ = ensemble_fit
+    d = pipe.save_pretrained(tmp_path / "pipe")
+    meta = json.loads((d / "pipeline.json").read_text())
+    assert (meta["format"], meta["ensemble_members"]) == (ENSEMBLE_PIPELINE_FORMAT, 2)
+    assert "Deep ensemble of 2 members" in (d / "MODEL_CARD.md").read_text()
+    loaded = Pipeline.from_pretrained(d)
+    assert isinstance(loaded.model, MultimodalEnsemble) and loaded.model.num_members == 2
+    ids = c.patient_ids[30:]
+    pd.testing.assert_frame_equal(loaded.predict(c, ids), pipe.predict(c, ids))
+    for bad, match in ((3, "weights do not match"), ("two", "positive integer"), (0, "positive integer")):
+        (d / "pipeline.json").write_text(json.dumps({**meta, "ensemble_members": bad}))
+        with pytest.raises(IntegrityError, match=match):
+            Pipeline.from_pretrained(d, verify=False)  # pipeline.json is not among the checksummed files
+
+
+def test_ensemble_explanation_is_complete_and_reports_render(ensemble_fit, tmp_path):
+    from multimodal.explain.risk import explain_patient
+
+    pipe, _, c, _ = ensemble_fit
+    pid = c.patient_ids[33]
+    res = explain_patient(pipe, c, pid, n_steps=256, mc_samples=4)
+    contrib = res.modality_contributions
+    assert sum(contrib["values"].values()) == pytest.approx(contrib["f_all"] - contrib["f_none"], abs=1e-5)
+    assert contrib["f_all"] == pytest.approx(res.risk_score, abs=1e-6)
+    assert res.completeness["ig_relative_error"] < 0.01
+    assert len(res.response) == 2 and all(0 <= r["lower"] <= r["upper"] <= 1 for r in res.response)
+    assert res.model["ensemble_members"] == 2
+    from multimodal.report.patient import render_html
+
+    html = render_html(res)
+    assert "(mean of 2 trained models)" in html
