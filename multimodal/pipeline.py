@@ -254,15 +254,7 @@ class Pipeline:
         hf_logging.disable_progress_bar()  # no "Writing model shards" bar in CLI output
         ensemble = isinstance(self.model, MultimodalEnsemble)
         with atomic_dir(directory, overwrite=overwrite) as tmp:
-            if ensemble:
-                from safetensors.torch import save_file
-
-                (tmp / "model").mkdir(parents=True)
-                self.model.config.save_pretrained(tmp / "model")
-                state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-                save_file(state, str(tmp / "model" / "model.safetensors"), metadata={"format": "pt"})
-            else:
-                self.model.save_pretrained(tmp / "model")
+            self.model.save_pretrained(tmp / "model")
             for m, a in self.adapters.items():
                 a.save(tmp / "adapters" / m)
             files = sorted(p for p in tmp.rglob("*") if p.is_file())

@@ -20,6 +20,7 @@ The ensemble is used wherever a model is â€” prediction, reports, explanations â
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -65,6 +66,16 @@ class MultimodalEnsemble(nn.Module):
     def from_config(cls, config: MultimodalConfig, num_members: int) -> MultimodalEnsemble:
         """``num_members`` freshly initialised members (weights to be loaded or trained)."""
         return cls([MultimodalModel(config) for _ in range(num_members)])
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """``config.json`` (the members' shared configuration) + ``model.safetensors`` (members under ``members.<k>.``)."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(d)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
 
     # ---- the MultimodalModel interface -----------------------------------------------------------------------------
     @property
