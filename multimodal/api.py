@@ -232,7 +232,7 @@ def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> N
             problems.append(Problem(f"expected {expected}, got {actual!r}", file=None if file is None else str(file),
                                     field=field))
 
-    for name in ("epochs", "batch_size", "grad_accum", "patience", "eval_batch_size", "bucket_factor"):
+    for name in ("epochs", "batch_size", "grad_accum", "patience", "eval_batch_size", "bucket_factor", "average_epochs"):
         need(getattr(t, name) >= 1, f"training.{name}", "an integer >= 1", getattr(t, name))
     for name in ("checkpoint_every", "num_workers"):
         need(getattr(t, name) >= 0, f"training.{name}", "an integer >= 0", getattr(t, name))

@@ -93,6 +93,9 @@ def render_model_card(pipe: Pipeline) -> str:
     arms = fmt_value(list(m.get("treatment_arms") or []))
     n_train, n_val, epoch, seed = (fmt_value(m.get(k)) for k in ("n_train", "n_val", "best_epoch", "seed"))
     score = fmt_metric(m.get("best_val_score"))
+    n_avg = m.get("averaged_epochs")
+    averaged = f"; weights averaged over that epoch and the next {int(n_avg) - 1}" if isinstance(n_avg, int) \
+        and n_avg > 1 else ""
     members = m.get("ensemble") or []
     ensemble = (f"\n- Deep ensemble of {len(members)} members trained from seeds "
                 f"{fmt_value([e.get('seed') for e in members])} (selected epochs "
@@ -108,7 +111,7 @@ def render_model_card(pipe: Pipeline) -> str:
 - Survival head: {cfg.survival} (bins: {len(cfg.bin_edges or []) + 1}, edges {edges});
   response classes: {cfg.response_classes}; treatment arms: {arms}.
 - Trained on {n_train} patients; early stopping on {n_val} inner-validation patients
-  (selected epoch {epoch}, inner-validation score {score}). Seed {seed}.{ensemble}
+  (selected epoch {epoch}, inner-validation score {score}{averaged}). Seed {seed}.{ensemble}
 
 ## Inputs
 | modality | kind | feature dim | slots | vocabulary |

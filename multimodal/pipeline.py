@@ -212,12 +212,13 @@ class Pipeline:
             "n_val": len(val_ids or []),
             "best_epoch": result.best_epoch,
             "best_val_score": result.best_score,
+            "averaged_epochs": result.averaged_epochs,
             "seed": seed,
             "experiment": dict(experiment or {}),
         }
         if len(members) > 1:
-            meta["ensemble"] = [{"seed": member_seed(seed, k), "best_epoch": r.best_epoch, "best_val_score": r.best_score}
-                                for k, r in enumerate(results)]
+            meta["ensemble"] = [{"seed": member_seed(seed, k), "best_epoch": r.best_epoch, "best_val_score": r.best_score,
+                                 "averaged_epochs": r.averaged_epochs} for k, r in enumerate(results)]
         pipe = cls(dict(fitted), net, meta)
         if val_ids:
             # the inner-validation risk distribution: reports place a new patient's risk against it

@@ -32,6 +32,7 @@ from multimodal.io import verify_checksums, write_checksums, write_json_atomic
 from multimodal.model import MultimodalModel
 
 log = logging.getLogger(__name__)
+AVERAGE_FILE = "weight_average.safetensors"  # in the checkpoint folder: the running weight sum
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class TrainingConfig:
         patience: epochs without improvement of `select_metric` before stopping.
         select_metric: epoch-selection rule on the inner validation: `c_index` (Harrell), `loss` (the training
             loss on the inner validation patients; smoother on small cohorts), `auroc`.
+        average_epochs: the model kept is the average of the weights of the selected epoch and of the next
+            `average_epochs` − 1 epochs (fewer if training ends sooner), as in stochastic weight averaging (Izmailov
+            et al. 2018): training goes on for `patience` epochs after the selected one anyway, and the average is
+            steadier than one epoch's weights. 1 = the selected epoch's weights. Needs an inner validation.
         checkpoint_every: also checkpoint every N optimizer steps (0 = at epoch ends only) when training is given a
             checkpoint folder (`multimodal.training.fit_model(out_dir=...)`); `multimodal cv` resumes fold by fold.
         eval_batch_size: patients per forward pass at prediction time.
@@ -73,6 +78,7 @@ class TrainingConfig:
     val_fraction: float = 0.15
     patience: int = 5
     select_metric: Literal["c_index", "loss", "auroc"] = "c_index"
+    average_epochs: int = 1
     checkpoint_every: int = 0
     eval_batch_size: int = 8
     num_workers: int = 0
@@ -88,6 +94,7 @@ class FitResult:
     resumed_from: dict[str, Any] | None = None
     num_processes: int = 1
     wrapper: str = ""  # the class that wrapped the model for training (DistributedDataParallel under DDP)
+    averaged_epochs: int = 1  # epochs whose weights were averaged into the model (from best_epoch on)
     members: list[FitResult] = field(default_factory=list)  # every ensemble member's result (member 0 first)
 
 
@@ -258,19 +265,25 @@ def fit_model(
     model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
 
     progress = {"epoch": 0, "batch_in_epoch": 0, "global_step": 0, "best_epoch": -1, "best_score": -math.inf,
-                "bad_epochs": 0, "history": [], "done": False}
+                "bad_epochs": 0, "history": [], "done": False, "averaged": 0}
     ckpt = out / "checkpoint" if out is not None else None
     best_path = out / "best_model.safetensors" if out is not None else None
     resumed = None
     if ckpt is not None and (ckpt / "progress.json").is_file():
         verify_checksums(ckpt)  # a truncated or modified checkpoint must not resume silently
         progress = json.loads((ckpt / "progress.json").read_text())
+        progress.setdefault("averaged", 0)  # checkpoints written before weight averaging existed
         accelerator.load_state(str(ckpt))
         resumed = {"epoch": progress["epoch"], "batch_in_epoch": progress["batch_in_epoch"]}
         log.info("resuming from %s (epoch %d, batch %d)", ckpt, progress["epoch"], progress["batch_in_epoch"])
     best_state: dict[str, torch.Tensor] | None = None
     if best_path is not None and best_path.is_file():
         best_state = load_file(str(best_path))
+    # running sum of the floating-point weights from the selected epoch on (stochastic weight averaging); it lives in
+    # the checkpoint folder so that it always matches progress.json
+    avg_sum: dict[str, torch.Tensor] | None = None
+    if ckpt is not None and progress.get("averaged", 0) and (ckpt / AVERAGE_FILE).is_file():
+        avg_sum = load_file(str(ckpt / AVERAGE_FILE))
 
     def checkpoint() -> None:
         if ckpt is None:
@@ -282,6 +295,8 @@ def fit_model(
         accelerator.wait_for_everyone()
         accelerator.save_state(str(tmp))
         if accelerator.is_main_process:
+            if avg_sum is not None:
+                save_file(avg_sum, str(tmp / AVERAGE_FILE))
             write_json_atomic(tmp / "progress.json", progress)
             write_checksums(tmp)
             old = ckpt.with_name("checkpoint.old")
@@ -344,15 +359,27 @@ def fit_model(
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             if best_path is not None and accelerator.is_main_process:
                 _save_weights(net, best_path)
+            if cfg.average_epochs > 1:
+                avg_sum = {k: v.double() for k, v in best_state.items() if v.is_floating_point()}
+                progress["averaged"] = 1
         else:
+            if avg_sum is not None and progress["averaged"] < cfg.average_epochs:
+                for k, v in net.state_dict().items():
+                    if k in avg_sum:
+                        avg_sum[k] += v.detach().cpu().double()
+                progress["averaged"] += 1
             progress["bad_epochs"] += 1
             if progress["bad_epochs"] >= cfg.patience:
                 progress["done"] = True
         progress["epoch"] = epoch + 1
         progress["batch_in_epoch"] = 0
         checkpoint()
+    averaged = 1
     if best_state is not None:
+        if avg_sum is not None and progress.get("averaged", 0) > 1:
+            averaged = int(progress["averaged"])
+            best_state = {k: (avg_sum[k] / averaged).to(v.dtype) if k in avg_sum else v for k, v in best_state.items()}
         net.load_state_dict(best_state)
     accelerator.wait_for_everyone()
     return FitResult(progress["best_epoch"], progress["best_score"], progress["history"], resumed,
-                     accelerator.num_processes, type(model).__name__)
+                     accelerator.num_processes, type(model).__name__, averaged_epochs=averaged)

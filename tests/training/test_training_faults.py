@@ -37,6 +37,7 @@ def test_sigkill_and_resume_matches_uninterrupted(small_cohort, demo_config, tmp
         assert got["resumed_from"] is not None
         assert got["patients"] == want["patients"]
         assert got["best_epoch"] == want["best_epoch"]
+        assert got["averaged_epochs"] == want["averaged_epochs"]
         assert got["risk"] == pytest.approx(want["risk"], abs=1e-6), f"kill at {kill_at}: predictions differ"
 
 

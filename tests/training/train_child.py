@@ -38,6 +38,7 @@ def main() -> None:
 
     cfg = load_experiment(args.config, [f"data.manifest={args.manifest}", *TRAIN_OVERRIDES,
                                         f"training.epochs={args.epochs}", "training.checkpoint_every=1",
+                                        "training.average_epochs=3",
                                         "model.modality_dropout=0.3"])
     cohort = load_cohort(cfg.data)
     ids = cohort.patient_ids
@@ -65,6 +66,7 @@ def main() -> None:
             "ddp": res.wrapper == "DistributedDataParallel",
             "best_epoch": res.best_epoch,
             "best_score": res.best_score,
+            "averaged_epochs": res.averaged_epochs,
             "resumed_from": res.resumed_from,
             "patients": pred["patient_id"].tolist(),
             "risk": pred["risk"].to_numpy(np.float64).tolist(),
