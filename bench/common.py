@@ -90,8 +90,8 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 def synthetic_survival_study(folder: Path, patients: int, seed: int) -> tuple[Path, dict[str, Any], Any]:
     """The survival benchmark's synthetic cohort written under ``folder``: (manifest, ground truth, Study).
 
-    ``configs/demo.yaml`` with ``task=survival`` and one model (``model.ensemble=1``: the figures are those of one
-    training); ``Study.folds()`` gives the folds ``bench.train`` and ``bench.ceiling`` share.
+    ``configs/demo.yaml`` with ``task=survival`` and one model with the selected epoch's weights
+    (``model.ensemble=1``, ``training.average_epochs=1``: the figures are those of one training, as before both existed); ``Study.folds()`` gives the folds ``bench.train`` and ``bench.ceiling`` share.
     """
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
     from multimodal.experiment import load_experiment
@@ -100,7 +100,7 @@ def synthetic_survival_study(folder: Path, patients: int, seed: int) -> tuple[Pa
     manifest = generate_synthetic_cohort(folder / "cohort", SyntheticConfig(patients=patients, seed=seed))
     repo = Path(__file__).resolve().parents[1]
     cfg = load_experiment(repo / "configs" / "demo.yaml", [f"data.manifest={manifest}", "task=survival",
-                                                                 "model.ensemble=1"])
+                                                                 "model.ensemble=1", "training.average_epochs=1"])
     return manifest, load_ground_truth(manifest), Study(cfg)
 
 
