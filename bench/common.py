@@ -91,7 +91,8 @@ def synthetic_survival_study(folder: Path, patients: int, seed: int) -> tuple[Pa
     """The survival benchmark's synthetic cohort written under ``folder``: (manifest, ground truth, Study).
 
     ``configs/demo.yaml`` with ``task=survival`` and one model with the selected epoch's weights
-    (``model.ensemble=1``, ``training.average_epochs=1``: the figures are those of one training, as before both existed); ``Study.folds()`` gives the folds ``bench.train`` and ``bench.ceiling`` share.
+    (``model.ensemble=1``, ``training.average_epochs=1``: the figures are those of one training, as before both
+    existed); ``Study.folds()`` gives the folds ``bench.train`` and ``bench.ceiling`` share.
     """
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
     from multimodal.experiment import load_experiment

@@ -1,10 +1,11 @@
 """Accuracy of the fusion model against the oracle and the baselines (issue #4 targets) → bench/results/train.json.
 
 * **Synthetic**: a 300-patient cohort (seed 1, three modalities + the clinical table) written by ``multimodal synth``;
-  ``configs/demo.yaml`` with ``task=survival`` and one model (``model.ensemble=1``, ``training.average_epochs=1``); stratified 5-fold CV
-  (``Study.folds``), the same inner validation split as ``multimodal cv``. Per fold: our model's Harrell c-index on
-  the reporting fold, the same model's c-index when the slides of a random half of the reporting patients are removed
-  (the missing-modality path), and the baselines on the same folds. The oracle is the c-index of the true linear predictor.
+  ``configs/demo.yaml`` with ``task=survival`` and one model (``model.ensemble=1``, ``training.average_epochs=1``);
+  stratified 5-fold CV (``Study.folds``), the same inner validation split as ``multimodal cv``. Per fold: our model's
+  Harrell c-index on the reporting fold, the same model's c-index when the slides of a random half of the reporting
+  patients are removed (the missing-modality path), and the baselines on the same folds. The oracle is the c-index of
+  the true linear predictor.
 * **TCGA** (``configs/tcga_{blca,brca,kirc}.yaml``, published PORPOISE 5 folds): ``multimodal cv`` end to end, our
   mean c-index against the baselines and MCAT's published values, and the wall time of the BLCA run.
 
