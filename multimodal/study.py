@@ -374,8 +374,12 @@ class Study:
         if t.val_fraction == 0:
             return (f"no inner validation (training.val_fraction 0): fixed {t.epochs} epochs, the last one kept; the "
                     "reporting fold is never used for selection")
+        averaged = f", weights averaged over it and the next {t.average_epochs - 1} epochs" if t.average_epochs > 1 else ""
+        k = self.config.model.ensemble
+        ensemble = f"; a deep ensemble of {k} trainings (seeds fold seed + 1000 k), each selected alike" if k > 1 else ""
         return (f"inner validation ({t.val_fraction:.0%} of each training fold, stratified); best epoch by "
-                f"{t.select_metric}, patience {t.patience}; the reporting fold is never used for selection")
+                f"{t.select_metric}, patience {t.patience}{averaged}{ensemble}; the reporting fold is never used for "
+                "selection")
 
     def _protocol(self) -> dict[str, Any]:
         c = self.cohort

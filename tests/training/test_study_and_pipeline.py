@@ -45,6 +45,10 @@ def test_cv_summary_shape(cv_run, small_cohort):
     ours = s["methods"]["multimodal"]
     assert all(0.0 <= f["auroc"] <= 1.0 for f in ours["folds"]) and 0.0 <= ours["mean"]["auroc"] <= 1.0
     assert s["methods"]["coxnet"]["mean"]["auroc"] is None
+    # the demo config's selection is declared: weight averaging and the 3-member ensemble, per fold
+    assert "weights averaged over it and the next 4 epochs" in s["protocol"]["model_selection"]
+    assert "a deep ensemble of 3 trainings" in s["protocol"]["model_selection"]
+    assert all(len(f["member_best_epochs"]) == 3 for f in ours["folds"])
     header = next(line for line in (cv_run / "summary.md").read_text().splitlines() if line.startswith("| method"))
     assert "| auroc |" in header and "| c_index |" in header
     preds = pd.read_parquet(cv_run / "predictions.parquet")
