@@ -16,6 +16,7 @@ from multimodal.data import PatientDataset, collate_patients
 from multimodal.errors import InputError
 from multimodal.explain.attribution import integrated_gradients, modality_shapley
 from multimodal.explain.result import RiskResult
+from multimodal.model import MultimodalEnsemble
 from multimodal.model.fusion import CrossAttention, SelfAttention
 
 if TYPE_CHECKING:
@@ -57,13 +58,18 @@ def _mc_dropout(model: nn.Module, on: bool) -> None:
 
 @torch.no_grad()
 def _mc_predictions(model: nn.Module, batch: Any, samples: int, seed: int, tokens: dict | None = None) -> list[Any]:
+    """``samples`` forward passes with dropout on; for an ensemble, each member's own passes (members × samples), so
+    the band also spans the members' disagreement."""
     g = torch.random.get_rng_state()
     torch.manual_seed(seed)
     outs = []
+    members = list(model.members) if isinstance(model, MultimodalEnsemble) else [model]
     try:
         _mc_dropout(model, True)
         for _ in range(samples):
-            outs.append(model(batch, per_arm=True, token_overrides=tokens))
+            for k, m in enumerate(members):
+                mt = model.member_tokens(tokens, k) if isinstance(model, MultimodalEnsemble) else tokens
+                outs.append(m(batch, per_arm=True, token_overrides=mt))
     finally:
         _mc_dropout(model, False)
         torch.random.set_rng_state(g)
@@ -118,7 +124,8 @@ def explain_patient(
             "times": times, "survival": [1.0, *s.tolist()],
             "lower": [1.0, *np.quantile(band, 0.05, axis=0).tolist()],
             "upper": [1.0, *np.quantile(band, 0.95, axis=0).tolist()],
-            "time_unit": time_unit, "note": "S(t) at the end of each discrete-time bin; band = 90% MC-dropout range",
+            "time_unit": time_unit, "note": "S(t) at the end of each discrete-time bin; band = 90% MC-dropout range"
+            + (" over every ensemble member" if isinstance(model, MultimodalEnsemble) else ""),
         }
         hs = horizons or edges[:3]
         for h in hs:

@@ -99,7 +99,8 @@ class MultimodalEnsemble(nn.Module):
         per = [m.encode_tokens(batch) for m in self.members]
         return {mod: torch.cat([p[mod] for p in per], dim=-1) for mod in per[0]}
 
-    def _member_overrides(self, token_overrides: dict[str, Tensor] | None, k: int) -> dict[str, Tensor] | None:
+    def member_tokens(self, token_overrides: dict[str, Tensor] | None, k: int) -> dict[str, Tensor] | None:
+        """Member ``k``'s slice of concatenated encoder outputs (as :meth:`encode_tokens` returns them)."""
         if not token_overrides:
             return None
         d = int(self.config.d_model)
@@ -108,7 +109,7 @@ class MultimodalEnsemble(nn.Module):
     def forward(
         self, batch: Batch, *, per_arm: bool = False, token_overrides: dict[str, Tensor] | None = None,
     ) -> MultimodalOutput:
-        outs = [m(batch, per_arm=per_arm, token_overrides=self._member_overrides(token_overrides, k))
+        outs = [m(batch, per_arm=per_arm, token_overrides=self.member_tokens(token_overrides, k))
                 for k, m in enumerate(self.members)]
         survival = _mean([o.survival for o in outs])
         response_prob = _mean([o.response_prob for o in outs])

@@ -98,3 +98,23 @@ def test_ensemble_explanation_is_complete_and_reports_render(ensemble_fit, tmp_p
 
     html = render_html(res)
     assert "(mean of 2 trained models)" in html
+
+
+def test_ensemble_band_spans_the_members(ensemble_fit):
+    """The MC band of an ensemble comes from each member's own dropout passes: it covers the members' predictions."""
+    import torch
+
+    from multimodal.data import PatientDataset, collate_patients
+    from multimodal.explain.risk import _mc_predictions
+
+    pipe, _, c, _ = ensemble_fit
+    pipe.bind(c)
+    batch = collate_patients([PatientDataset(c, pipe.adapters, [c.patient_ids[33]])[0]])
+    outs = _mc_predictions(pipe.model, batch, samples=5, seed=0)
+    assert len(outs) == 5 * 2
+    draws = torch.stack([o.risk[0] for o in outs])
+    with torch.no_grad():
+        members = [float(m(batch).risk[0]) for m in pipe.model.members]
+    assert draws.min() <= min(members) + 0.5 * abs(members[0] - members[1])
+    assert draws.max() >= max(members) - 0.5 * abs(members[0] - members[1])
+    assert all(not m.training for m in pipe.model.modules())  # dropout switched back off
