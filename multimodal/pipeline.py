@@ -71,8 +71,8 @@ class ModelConfig:
             11-13, 5-fold CV): plain multitask training (1.0) lowers the survival c-index (0.613 vs 0.638) by
             memorizing response labels in the shared layers. With `dropout` 0.3 the shared layers memorize less and
             0.3 helps the response (the demo config: c-index 0.620, response AUROC 0.576, per-arm correlation 0.31
-            vs 0.638 / 0.544 / 0.21 at 0.1 with dropout 0.1; with `training.average_epochs` 5 as in the demo config:
-            0.643 / 0.575 / 0.32).
+            vs 0.638 / 0.544 / 0.21 at 0.1 with dropout 0.1; with `training.average_epochs` 5: 0.643 / 0.575 / 0.32;
+            and as a 3-member `ensemble`, the demo config: 0.654 / 0.581 / 0.34).
         ensemble: independently trained members (same patients and inner validation, seeds ``seed + 1000 k``)
             whose predictions are averaged, a deep ensemble; explanations attribute the averaged prediction. Training
             and prediction cost grow with it. 1 = a single model.
