@@ -63,12 +63,12 @@ def _mc_predictions(model: nn.Module, batch: Any, samples: int, seed: int, token
     g = torch.random.get_rng_state()
     torch.manual_seed(seed)
     outs = []
-    members = list(model.members) if isinstance(model, MultimodalEnsemble) else [model]
+    members = [(m, model.member_tokens(tokens, k)) for k, m in enumerate(model.members)] \
+        if isinstance(model, MultimodalEnsemble) else [(model, tokens)]
     try:
         _mc_dropout(model, True)
         for _ in range(samples):
-            for k, m in enumerate(members):
-                mt = model.member_tokens(tokens, k) if isinstance(model, MultimodalEnsemble) else tokens
+            for m, mt in members:
                 outs.append(m(batch, per_arm=True, token_overrides=mt))
     finally:
         _mc_dropout(model, False)
