@@ -225,6 +225,10 @@ class Pipeline:
             # the inner-validation risk distribution: reports place a new patient's risk against it
             ref = pipe.predict(cohort, list(val_ids))
             meta["reference_risks"] = sorted(float(r) for r in ref["risk"])
+            # and its mean attribution per pathway / gene: reports read a patient's genomic evidence against it
+            from multimodal.explain.reference import attribution_reference
+
+            meta["attribution_reference"] = attribution_reference(pipe, cohort, list(val_ids))
         return pipe, result
 
     # ---- prediction ----------------------------------------------------------------------------------------------

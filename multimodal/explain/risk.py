@@ -15,6 +15,7 @@ from multimodal import __version__
 from multimodal.data import PatientDataset, collate_patients
 from multimodal.errors import InputError
 from multimodal.explain.attribution import integrated_gradients, modality_shapley
+from multimodal.explain.reference import centered, explain_target
 from multimodal.explain.result import RiskResult
 from multimodal.model import MultimodalEnsemble
 from multimodal.model.fusion import CrossAttention, SelfAttention
@@ -151,10 +152,12 @@ def explain_patient(
         response.append({"arm": None, "probability": p, "lower": float(np.quantile(draws, 0.05)),
                          "upper": float(np.quantile(draws, 0.95))})
 
-    target = "risk" if cfg.survival != "none" else "response"
+    target = explain_target(model)
     shap = modality_shapley(model, batch, target=target, token_overrides=tokens)
     ig = integrated_gradients(model, batch, target=target, n_steps=n_steps)
-    evidence = _evidence(batch, ig, top_k)
+    reference = {m: r for m, r in (meta.get("attribution_reference") or {}).items()
+                 if isinstance(r, dict) and r.get("target") == target}
+    evidence = _evidence(batch, ig, top_k, reference)
 
     arm_value = cohort.patients.loc[patient_id].get("treatment") if "treatment" in cohort.patients.columns else None
     cutoff = cohort.patients.loc[patient_id].get("prediction_time") if "prediction_time" in cohort.patients.columns else None
@@ -187,11 +190,16 @@ def _model_hash(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _evidence(batch: Any, ig: Any, top_k: int) -> dict[str, Any]:
+def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Top evidence per modality; slot tokens (pathways, genes) are read against ``reference``
+    (:mod:`multimodal.explain.reference`) where the pipeline has one, keeping the plain value as
+    ``attribution_vs_baseline``."""
     ev: dict[str, Any] = {}
-    for m, ta in ig.tokens.items():
+    for m, raw in ig.tokens.items():
         stream = batch.streams[m]
         pmeta = (stream.meta.get("per_patient") or [{}])[0]
+        ref = (reference or {}).get(m) if stream.positions is None and stream.features is not None else None
+        ta = centered(raw, ref)
         order = np.argsort(-np.abs(ta.scores))
         if stream.positions is not None:  # patches: heatmap + top patches
             mask = stream.mask[0].numpy()
@@ -221,12 +229,16 @@ def _evidence(batch: Any, ig: Any, top_k: int) -> dict[str, Any]:
             for i in order[:top_k]:
                 rec = {"name": ta.names[i], "attribution": float(ta.scores[i]),
                        "direction": "raises risk" if ta.scores[i] > 0 else "lowers risk"}
+                if ref is not None:
+                    rec["attribution_vs_baseline"] = float(raw.scores[i])
                 if members is not None and ta.member_scores is not None and i < len(members):
                     ms = ta.member_scores[i][: len(members[i])]
                     mo = np.argsort(-np.abs(ms))[:5]
                     rec["top_members"] = [{"name": members[i][j], "attribution": float(ms[j])} for j in mo]
                 top.append(rec)
             ev[m] = {"kind": "slots", "top": top}
+            if ref is not None:
+                ev[m]["relative_to"] = f"the mean of {int(ref.get('n_patients', 0))} reference patients (inner validation)"
         else:  # events: codes with value and time before prediction
             top = []
             for i in order[:top_k]:

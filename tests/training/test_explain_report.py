@@ -94,10 +94,54 @@ def test_patient_report_contents(trained, small_cohort, tmp_path):
     assert pid not in html.replace(f"{pid}_slide", "")
     res = json.loads((out / "risk_result.json").read_text())
     assert res["schema_version"] == 1 and res["patient"]["pseudonym"].startswith("PT-")
+    assert "Attributions relative to the mean of" in html  # slot evidence is read against the reference patients
     assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
     # the same output folder is not overwritten without --overwrite
     assert main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient", pid,
                  "--out", str(out)]) == 2
+
+
+def test_attribution_reference_is_aligned_and_centers_report_evidence(trained):
+    """The stored reference (mean attribution per slot token and member over inner-validation patients) is what
+    reports subtract: tokens and members line up (a token's value is the sum of its members' on both sides), the
+    reference patients' centered attributions average to zero, and a pipeline without a reference (written by an
+    earlier version) reports plain attributions."""
+    from dataclasses import replace
+
+    from multimodal.explain import integrated_gradients
+    from multimodal.explain.reference import attribution_reference, centered
+    from multimodal.explain.risk import explain_patient
+
+    pipe, cohort, _ = trained
+    stored = pipe.metadata["attribution_reference"]
+    slot_mods = {m for m, s in pipe.model.specs.items() if s["kind"] == "slots"}
+    assert set(stored) == slot_mods == {"genomics"}
+    g = stored["genomics"]
+    assert g["target"] == "risk" and 1 <= g["n_patients"] <= pipe.metadata["n_val"]
+    for name, v in g["tokens"].items():
+        assert sum(g["members"][name]) == pytest.approx(v, abs=1e-5)
+
+    ids = [p for p in cohort.patient_ids if cohort.has("genomics", p)][:6]
+    ref = attribution_reference(pipe, cohort, ids, n_steps=4)["genomics"]
+    assert ref["n_patients"] == len(ids)
+    cent = [centered(integrated_gradients(pipe.model, _batch(pipe, cohort, p), n_steps=4).tokens["genomics"], ref)
+            for p in ids]
+    assert np.abs(np.mean([c.scores for c in cent], axis=0)).max() < 1e-6
+    assert np.abs(np.mean([c.member_scores for c in cent], axis=0)).max() < 1e-6
+    raw = integrated_gradients(pipe.model, _batch(pipe, cohort, ids[0]), n_steps=4).tokens["genomics"]
+    assert not np.allclose(raw.scores, cent[0].scores)  # the reference is not zero: centering changes something
+
+    pid = _full_patient(cohort)
+    res = explain_patient(pipe, cohort, pid, mc_samples=2, n_steps=8)
+    ev = res.evidence["genomics"]
+    assert ev["relative_to"].startswith(f"the mean of {g['n_patients']} reference patients")
+    for t in ev["top"]:
+        assert t["attribution"] == pytest.approx(t["attribution_vs_baseline"] - g["tokens"][t["name"]], abs=1e-9)
+        assert t["direction"] == ("raises risk" if t["attribution"] > 0 else "lowers risk")
+    assert "relative_to" not in res.evidence["ehr"] and "relative_to" not in res.evidence["clinical"]  # events
+    old = replace(pipe, metadata={k: v for k, v in pipe.metadata.items() if k != "attribution_reference"})
+    ev_old = explain_patient(old, cohort, pid, mc_samples=2, n_steps=8).evidence["genomics"]
+    assert "relative_to" not in ev_old and all("attribution_vs_baseline" not in t for t in ev_old["top"])
 
 
 def test_unknown_patient_is_a_clear_error(trained, small_cohort, tmp_path, capsys):
