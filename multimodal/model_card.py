@@ -101,6 +101,10 @@ def render_model_card(pipe: Pipeline) -> str:
                 f"{fmt_value([e.get('seed') for e in members])} (selected epochs "
                 f"{fmt_value([e.get('best_epoch') for e in members])});\n  predictions and attributions are the "
                 "members' mean.") if members else ""
+    refs = m.get("attribution_reference") or {}
+    reference = (f"\n- Genomic attributions in reports are read against the mean attribution of "
+                 f"{max(int(r.get('n_patients', 0)) for r in refs.values())} inner-validation patients\n"
+                 "  (what sets a patient apart from them; docs/explainability.md).") if refs else ""
     return f"""# Model card — {m.get('cohort', 'cohort')} ({m.get('task', 'survival')})
 
 **Research use only. Not a medical device; not for clinical decision making.**
@@ -111,7 +115,7 @@ def render_model_card(pipe: Pipeline) -> str:
 - Survival head: {cfg.survival} (bins: {len(cfg.bin_edges or []) + 1}, edges {edges});
   response classes: {cfg.response_classes}; treatment arms: {arms}.
 - Trained on {n_train} patients; early stopping on {n_val} inner-validation patients
-  (selected epoch {epoch}, inner-validation score {score}{averaged}). Seed {seed}.{ensemble}
+  (selected epoch {epoch}, inner-validation score {score}{averaged}). Seed {seed}.{ensemble}{reference}
 
 ## Inputs
 | modality | kind | feature dim | slots | vocabulary |

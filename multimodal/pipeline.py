@@ -180,6 +180,11 @@ class Pipeline:
         ``out_dir/member_<k>`` for k > 0) and the pipeline holds their :class:`MultimodalEnsemble`. The returned
         :class:`FitResult` is member 0's, with every member's in ``members``.
         """
+        if accelerator is not None and model_config.ensemble > 1:
+            # one Accelerator prepares (and checkpoints) every model handed to it: members need their own
+            msg = (f"Pipeline.fit: accelerator= with model.ensemble={model_config.ensemble} is not supported; leave it "
+                   "unset (each member then gets its own Accelerator from the training config) or train one member")
+            raise ValueError(msg)
         torch.manual_seed(seed)
         fitted = {m: a.fit(cohort, list(train_ids)) for m, a in adapters.items()}
         val_ds = PatientDataset(cohort, fitted, val_ids, train=False, seed=seed) if val_ids else None

@@ -118,3 +118,15 @@ def test_ensemble_band_spans_the_members(ensemble_fit):
     assert draws.min() <= min(members) + 0.5 * abs(members[0] - members[1])
     assert draws.max() >= max(members) - 0.5 * abs(members[0] - members[1])
     assert all(not m.training for m in pipe.model.modules())  # dropout switched back off
+
+
+def test_one_accelerator_for_every_member_is_refused_before_any_training(small_cohort):
+    from multimodal.experiment import load_cohort, load_experiment, make_adapters
+    from multimodal.training import make_accelerator
+
+    cfg = load_experiment(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml",
+                          [f"data.manifest={small_cohort}"])
+    c = load_cohort(cfg.data)
+    with pytest.raises(ValueError, match=r"accelerator= with model.ensemble=2 is not supported"):
+        Pipeline.fit(c, c.patient_ids[:30], adapters=make_adapters(cfg), model_config=replace(MODEL, ensemble=2),
+                     training=TRAINING, task=cfg.task, accelerator=make_accelerator(TRAINING))
