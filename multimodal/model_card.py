@@ -133,8 +133,8 @@ Estimating survival risk and treatment-response probability for research cohorts
 ## Limitations
 - Validated only on the cohort named above; performance on other sites, scanners, encoders or populations is unknown.
 - Attributions explain the model, not the disease: they are not causal. Against planted truth (docs/explainability.md)
-  patch and EHR attributions found the causal inputs, pathway rankings only one to three of three causal pathways
-  among the top five, varying between trainings: read a report's top pathways as hypotheses.
+  patch and EHR attributions found the causal inputs, and pathways ranked by the spread of their attributions over
+  patients put two or three of three causal pathways in the top five: read a report's top pathways as hypotheses.
 - Survival probabilities are discrete-time estimates at the bin edges; calibration can drift across populations.
 """
 

@@ -57,6 +57,13 @@ def untrained_copy(pipe: Any, seed: int = 0) -> Any:
     return replace(pipe, model=fresh.eval())
 
 
+def rank_tokens(attr: dict[str, list[float]], *, centered: bool = True) -> list[str]:
+    """Token names by global importance over patients (signed attributions per patient): mean |a - mean a| (how much
+    the token moves patients apart; the default) or, with ``centered=False``, mean |a|."""
+    imp = {k: float(np.mean(np.abs(np.subtract(v, np.mean(v)) if centered else np.asarray(v)))) for k, v in attr.items()}
+    return sorted(imp, key=lambda k: -imp[k])
+
+
 def _add_genomics(t: Any, members: tuple[tuple[str, ...], ...] | None, path_attr: dict[str, list[float]],
                   expr_attr: dict[str, list[float]]) -> None:
     """Accumulate one patient's signed attribution per token and per token's expression members."""
@@ -127,8 +134,7 @@ def validate_explanations(pipe: Any, cohort: Any, ground_truth: dict[str, Any], 
             lab_ranks.append(ranked_codes.index(causal_lab) + 1 if causal_lab in ranked_codes else len(per_code) + 1)
 
     def recall_at_5(attr: dict[str, list[float]], centered: bool = True) -> tuple[list[str], float | None]:
-        imp = {k: float(np.mean(np.abs(np.subtract(v, np.mean(v))) if centered else np.abs(v))) for k, v in attr.items()}
-        ranked = sorted(imp, key=lambda k: -imp[k])
+        ranked = rank_tokens(attr, centered=centered)
         return ranked, len(set(ranked[:5]) & set(causal["pathways"])) / len(causal["pathways"]) if ranked else None
 
     ranked, recall5 = recall_at_5(expr_attr)

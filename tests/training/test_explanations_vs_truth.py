@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from multimodal.cohorts.synthetic_model import EffectSizes
@@ -68,3 +69,16 @@ def test_an_untrained_model_stays_under_the_same_bounds(strong_cohort, fitted):
 
     chance = _figures(untrained_copy(fitted[0]), fitted, strong_cohort)
     assert chance["patch_auroc_high_risk"] < 0.65
+
+
+def test_global_ranking_reads_the_spread_over_patients_not_a_shared_offset():
+    """A token whose attribution is the same for every patient (the all-zero baseline's offset) leads the plain
+    mean-|attribution| ranking but not the centered one, which ranks by how much a token moves patients apart."""
+    from multimodal.explain.validation import rank_tokens
+
+    rng = np.random.default_rng(0)
+    act = rng.standard_normal(200)
+    attr = {"causal": list(0.3 * act), "offset": list(-0.5 + 0.01 * rng.standard_normal(200)),
+            "noise": list(0.05 * rng.standard_normal(200))}
+    assert rank_tokens(attr, centered=False) == ["offset", "causal", "noise"]
+    assert rank_tokens(attr) == ["causal", "noise", "offset"]
