@@ -172,8 +172,13 @@ class Pipeline:
         out_dir: str | Path | None = None,
         accelerator: Any | None = None,
         experiment: Mapping[str, Any] | None = None,
+        attribution_reference: bool = True,
     ) -> tuple[Pipeline, FitResult]:
         """Fit adapters on ``train_ids`` only, then train the model (early stopping on ``val_ids``).
+
+        The metadata keep the inner-validation risks and, with ``attribution_reference``, the inner-validation mean
+        attribution per pathway / gene (:mod:`multimodal.explain.reference`) that reports read a patient against;
+        pipelines that are only scored (cross-validation folds) skip it.
 
         With ``model_config.ensemble`` = K > 1, K members are trained one after the other on the same adapters and
         patients (member k from seed :func:`~multimodal.model.ensemble.member_seed`; its checkpoints under
@@ -230,10 +235,10 @@ class Pipeline:
             # the inner-validation risk distribution: reports place a new patient's risk against it
             ref = pipe.predict(cohort, list(val_ids))
             meta["reference_risks"] = sorted(float(r) for r in ref["risk"])
-            # and its mean attribution per pathway / gene: reports read a patient's genomic evidence against it
-            from multimodal.explain.reference import attribution_reference
+            if attribution_reference:
+                from multimodal.explain.reference import attribution_reference as mean_attributions
 
-            meta["attribution_reference"] = attribution_reference(pipe, cohort, list(val_ids))
+                meta["attribution_reference"] = mean_attributions(pipe, cohort, list(val_ids))
         return pipe, result
 
     # ---- prediction ----------------------------------------------------------------------------------------------

@@ -147,7 +147,7 @@ class Study:
         adapters = make_adapters(cfg, modalities)
         pipe, fit = Pipeline.fit(
             c, inner_tr, val_ids=inner_val, adapters=adapters, model_config=cfg.model, training=cfg.training,
-            task=cfg.task, seed=cfg.seed + fold.index, out_dir=None,
+            task=cfg.task, seed=cfg.seed + fold.index, out_dir=None, attribution_reference=False,
         )
         pred = pipe.predict(c, test, batch_size=cfg.training.eval_batch_size)
         train_pred = pipe.predict(c, inner_tr, batch_size=cfg.training.eval_batch_size) if pipe.model.config.survival == "cox" else None

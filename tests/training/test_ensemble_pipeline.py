@@ -130,3 +130,17 @@ def test_one_accelerator_for_every_member_is_refused_before_any_training(small_c
     with pytest.raises(ValueError, match=r"accelerator= with model.ensemble=2 is not supported"):
         Pipeline.fit(c, c.patient_ids[:30], adapters=make_adapters(cfg), model_config=replace(MODEL, ensemble=2),
                      training=TRAINING, task=cfg.task, accelerator=make_accelerator(TRAINING))
+
+
+def test_attribution_reference_is_stored_unless_the_pipeline_is_only_scored(ensemble_fit, small_cohort):
+    from multimodal.experiment import load_cohort, load_experiment, make_adapters
+
+    pipe = ensemble_fit[0]
+    assert set(pipe.metadata["attribution_reference"]) == {"genomics"}  # the ensemble's own mean attributions
+    cfg = load_experiment(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml",
+                          [f"data.manifest={small_cohort}", "adapters.pathology.max_patches=32"])
+    c = load_cohort(cfg.data)
+    scored, _ = Pipeline.fit(c, c.patient_ids[:30], val_ids=c.patient_ids[30:], adapters=make_adapters(cfg),
+                             model_config=MODEL, training=replace(TRAINING, epochs=1), task=cfg.task,
+                             attribution_reference=False)
+    assert "reference_risks" in scored.metadata and "attribution_reference" not in scored.metadata
