@@ -6,8 +6,9 @@ which responds to the size of its inputs), so a pathway the model does not use t
 attribution of the same sign and size for every patient, and would lead every report's list. Subtracting each fixed
 token's (pathway's, gene family's, gene's) mean attribution over reference patients — the pipeline's inner
 validation — leaves what sets this patient apart from them (were every token centered, the attributions would add up
-to f(x) minus the reference patients' mean f: the reading of SHAP values against a background cohort). Event tokens (EHR events, clinical
-factors, named with their values) and patches differ from patient to patient and are not centered.
+to f(x) minus the reference patients' mean f: the reading of SHAP values against a background cohort). Event tokens
+(EHR events, clinical factors, named with their values) and patches differ from patient to patient and are not
+centered.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from multimodal.data import PatientDataset, collate_patients
+from multimodal.errors import IntegrityError
 from multimodal.explain.attribution import TokenAttributions, integrated_gradients
 
 if TYPE_CHECKING:
@@ -66,6 +68,29 @@ def attribution_reference(pipe: Pipeline, cohort: Cohort, patient_ids: list[str]
                   "tokens": {k: float(np.mean(v)) for k, v in sums[m].items()},
                   "members": {k: np.mean(np.stack(v), axis=0).round(8).tolist() for k, v in members[m].items()}}
     return out
+
+
+def read_reference(metadata: dict[str, Any], target: str) -> dict[str, Any]:
+    """The pipeline metadata's ``attribution_reference`` for ``target`` (an earlier pipeline has none: ``{}``);
+    IntegrityError when pipeline.json holds something else than :func:`attribution_reference` writes."""
+    refs = metadata.get("attribution_reference")
+    if refs is None:
+        return {}
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+    ok = isinstance(refs, dict) and all(
+        isinstance(r, dict) and isinstance(r.get("target"), str) and number(r.get("n_patients"))
+        and isinstance(r.get("tokens"), dict) and all(number(v) for v in r["tokens"].values())
+        and isinstance(r.get("members", {}), dict)
+        and all(isinstance(v, list) and all(number(x) for x in v) for v in r.get("members", {}).values())
+        for r in refs.values())
+    if not ok:
+        msg = ("pipeline.json: metadata 'attribution_reference' is not the per-modality table of mean attributions "
+               "that training writes; re-train the pipeline or restore pipeline.json from a trusted copy")
+        raise IntegrityError(msg)
+    return {m: r for m, r in refs.items() if r["target"] == target}
 
 
 def centered(ta: TokenAttributions, reference: dict[str, Any] | None) -> TokenAttributions:

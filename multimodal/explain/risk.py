@@ -15,7 +15,7 @@ from multimodal import __version__
 from multimodal.data import PatientDataset, collate_patients
 from multimodal.errors import InputError
 from multimodal.explain.attribution import integrated_gradients, modality_shapley
-from multimodal.explain.reference import centered, explain_target
+from multimodal.explain.reference import centered, explain_target, read_reference
 from multimodal.explain.result import RiskResult
 from multimodal.model import MultimodalEnsemble
 from multimodal.model.fusion import CrossAttention, SelfAttention
@@ -89,6 +89,7 @@ def explain_patient(
     model = pipe.model
     model.eval()
     meta = pipe.metadata
+    reference = read_reference(meta, explain_target(model))  # checked before any work
     ds = PatientDataset(cohort, pipe.adapters, [patient_id], train=False)
     item = ds[0]
     batch = collate_patients([item], num_response_classes=max(int(meta.get("response_classes", 2)), 2),
@@ -155,8 +156,6 @@ def explain_patient(
     target = explain_target(model)
     shap = modality_shapley(model, batch, target=target, token_overrides=tokens)
     ig = integrated_gradients(model, batch, target=target, n_steps=n_steps)
-    reference = {m: r for m, r in (meta.get("attribution_reference") or {}).items()
-                 if isinstance(r, dict) and r.get("target") == target}
     evidence = _evidence(batch, ig, top_k, reference)
 
     arm_value = cohort.patients.loc[patient_id].get("treatment") if "treatment" in cohort.patients.columns else None

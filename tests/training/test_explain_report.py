@@ -108,6 +108,7 @@ def test_attribution_reference_is_aligned_and_centers_report_evidence(trained):
     earlier version) reports plain attributions."""
     from dataclasses import replace
 
+    from multimodal.errors import IntegrityError
     from multimodal.explain import integrated_gradients
     from multimodal.explain.reference import attribution_reference, centered
     from multimodal.explain.risk import explain_patient
@@ -142,6 +143,9 @@ def test_attribution_reference_is_aligned_and_centers_report_evidence(trained):
     old = replace(pipe, metadata={k: v for k, v in pipe.metadata.items() if k != "attribution_reference"})
     ev_old = explain_patient(old, cohort, pid, mc_samples=2, n_steps=8).evidence["genomics"]
     assert "relative_to" not in ev_old and all("attribution_vs_baseline" not in t for t in ev_old["top"])
+    bad = {**pipe.metadata, "attribution_reference": {"genomics": {**g, "tokens": {"SYN_HYPOXIA": "0.1"}}}}
+    with pytest.raises(IntegrityError, match="attribution_reference"):
+        explain_patient(replace(pipe, metadata=bad), cohort, pid, mc_samples=2, n_steps=8)
 
 
 def test_unknown_patient_is_a_clear_error(trained, small_cohort, tmp_path, capsys):
