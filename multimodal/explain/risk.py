@@ -156,7 +156,7 @@ def explain_patient(
     target = explain_target(model)
     shap = modality_shapley(model, batch, target=target, token_overrides=tokens)
     ig = integrated_gradients(model, batch, target=target, n_steps=n_steps)
-    evidence = _evidence(batch, ig, top_k, reference)
+    evidence = _evidence(batch, ig, top_k, reference, target)
 
     arm_value = cohort.patients.loc[patient_id].get("treatment") if "treatment" in cohort.patients.columns else None
     cutoff = cohort.patients.loc[patient_id].get("prediction_time") if "prediction_time" in cohort.patients.columns else None
@@ -189,10 +189,12 @@ def _model_hash(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None = None,
+              target: str = "risk") -> dict[str, Any]:
     """Top evidence per modality; slot tokens (pathways, genes) are read against ``reference``
     (:mod:`multimodal.explain.reference`) where the pipeline has one, keeping the plain value as
     ``attribution_vs_baseline``."""
+    what = "risk" if target == "risk" else "response probability"
     ev: dict[str, Any] = {}
     for m, raw in ig.tokens.items():
         stream = batch.streams[m]
@@ -227,7 +229,7 @@ def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None 
             top = []
             for i in order[:top_k]:
                 rec = {"name": ta.names[i], "attribution": float(ta.scores[i]),
-                       "direction": "raises risk" if ta.scores[i] > 0 else "lowers risk"}
+                       "direction": f"raises {what}" if ta.scores[i] > 0 else f"lowers {what}"}
                 if ref is not None:
                     rec["attribution_vs_baseline"] = float(raw.scores[i])
                 if members is not None and ta.member_scores is not None and i < len(members):
@@ -242,6 +244,6 @@ def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None 
             top = []
             for i in order[:top_k]:
                 top.append({"name": ta.names[i], "attribution": float(ta.scores[i]),
-                            "direction": "raises risk" if ta.scores[i] > 0 else "lowers risk"})
+                            "direction": f"raises {what}" if ta.scores[i] > 0 else f"lowers {what}"})
             ev[m] = {"kind": "events", "top": top}
     return ev

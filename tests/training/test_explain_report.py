@@ -148,6 +148,25 @@ def test_attribution_reference_is_aligned_and_centers_report_evidence(trained):
         explain_patient(replace(pipe, metadata=bad), cohort, pid, mc_samples=2, n_steps=8)
 
 
+def test_response_only_model_explains_and_words_the_response(small_cohort, demo_config, tmp_path):
+    from multimodal.cohorts.cohort import Cohort
+    from multimodal.explain.risk import explain_patient
+    from multimodal.pipeline import Pipeline
+
+    out = tmp_path / "p"
+    args = ["train", str(demo_config), "--out", str(out), "--set", f"data.manifest={small_cohort}", "--set",
+            "task=response"]
+    for o in [*TRAIN_OVERRIDES, "training.epochs=2", "model.ensemble=1", "evaluation.baselines=[logistic_clinical]"]:
+        args += ["--set", o]
+    assert main(args) == 0
+    pipe, cohort = Pipeline.from_pretrained(out), Cohort.from_manifest(small_cohort)
+    assert pipe.metadata["attribution_reference"]["genomics"]["target"] == "response"
+    res = explain_patient(pipe, cohort, _full_patient(cohort), mc_samples=2, n_steps=8)
+    assert res.model["target"] == "response" and res.evidence["genomics"]["relative_to"]
+    directions = {t["direction"] for ev in res.evidence.values() if "top" in ev for t in ev["top"]}
+    assert directions and directions <= {"raises response probability", "lowers response probability"}
+
+
 def test_unknown_patient_is_a_clear_error(trained, small_cohort, tmp_path, capsys):
     _, _, pdir = trained
     rc = main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient", "../../etc/passwd",
