@@ -70,9 +70,9 @@ def attribution_reference(pipe: Pipeline, cohort: Cohort, patient_ids: list[str]
     return out
 
 
-def read_reference(metadata: dict[str, Any], target: str) -> dict[str, Any]:
+def read_reference(metadata: dict[str, Any], target: str, *, where: str = "pipeline.json") -> dict[str, Any]:
     """The pipeline metadata's ``attribution_reference`` for ``target`` (an earlier pipeline has none: ``{}``);
-    IntegrityError when pipeline.json holds something else than :func:`attribution_reference` writes."""
+    IntegrityError naming ``where`` when it holds something else than :func:`attribution_reference` writes."""
     refs = metadata.get("attribution_reference")
     if refs is None:
         return {}
@@ -87,8 +87,8 @@ def read_reference(metadata: dict[str, Any], target: str) -> dict[str, Any]:
         and all(isinstance(v, list) and all(number(x) for x in v) for v in r.get("members", {}).values())
         for r in refs.values())
     if not ok:
-        msg = ("pipeline.json: metadata 'attribution_reference' is not the per-modality table of mean attributions "
-               "that training writes; re-train the pipeline or restore pipeline.json from a trusted copy")
+        msg = (f"{where}: metadata 'attribution_reference' is not the per-modality table of mean attributions that "
+               "training writes; re-train the pipeline or restore pipeline.json from a trusted copy")
         raise IntegrityError(msg)
     return {m: r for m, r in refs.items() if r["target"] == target}
 

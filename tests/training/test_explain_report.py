@@ -148,6 +148,25 @@ def test_attribution_reference_is_aligned_and_centers_report_evidence(trained):
         explain_patient(replace(pipe, metadata=bad), cohort, pid, mc_samples=2, n_steps=8)
 
 
+def test_loading_refuses_a_tampered_reference_or_metadata_naming_the_file(trained, tmp_path):
+    from multimodal.errors import IntegrityError
+    from multimodal.pipeline import Pipeline
+
+    for value, needle in (({"genomics": {"target": "risk", "n_patients": 3, "tokens": {"X": [1]}}},
+                           "attribution_reference"), (None, "'metadata' must be a JSON object")):
+        d = tmp_path / f"p{needle[:5]}"
+        shutil.copytree(trained[2], d)
+        meta = json.loads((d / "pipeline.json").read_text())
+        if value is None:
+            meta["metadata"] = ["not", "an", "object"]
+        else:
+            meta["metadata"]["attribution_reference"] = value
+        (d / "pipeline.json").write_text(json.dumps(meta))
+        with pytest.raises(IntegrityError, match=needle) as err:
+            Pipeline.from_pretrained(d)
+        assert str(d / "pipeline.json") in str(err.value)
+
+
 def test_response_only_model_explains_and_words_the_response(small_cohort, demo_config, tmp_path):
     from multimodal.cohorts.cohort import Cohort
     from multimodal.explain.risk import explain_patient
