@@ -64,9 +64,12 @@ def attribution_reference(pipe: Pipeline, cohort: Cohort, patient_ids: list[str]
     for m in slots:
         if not sums[m]:
             continue
+        tokens = {k: float(np.mean(v)) for k, v in sums[m].items()}
+        mems = {k: np.mean(np.stack(v), axis=0) for k, v in members[m].items()}
+        keep = [k for k, v in tokens.items() if np.isfinite(v) and (k not in mems or np.isfinite(mems[k]).all())]
         out[m] = {"n_patients": max(len(v) for v in sums[m].values()), "target": target,
-                  "tokens": {k: float(np.mean(v)) for k, v in sums[m].items()},
-                  "members": {k: np.mean(np.stack(v), axis=0).round(8).tolist() for k, v in members[m].items()}}
+                  "tokens": {k: tokens[k] for k in keep},  # a non-finite mean is left out: that token stays plain
+                  "members": {k: mems[k].round(8).tolist() for k in keep if k in mems}}
     return out
 
 
