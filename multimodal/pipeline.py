@@ -323,12 +323,12 @@ class Pipeline:
                     raise IntegrityError(f"{p}: missing (pipeline incomplete)")
                 if sha256_file(p) != digest:
                     raise IntegrityError(f"{p}: checksum mismatch (file truncated or modified)")
-        from multimodal.explain.reference import read_reference
+        from multimodal.explain.reference import check_reference
 
         metadata = meta.get("metadata", {})
         if not isinstance(metadata, dict):
             raise IntegrityError(f"{d}/pipeline.json: 'metadata' must be a JSON object, got {type(metadata).__name__}")
-        read_reference(metadata, "risk", where=str(d / "pipeline.json"))  # refuse a tampered reference now
+        check_reference(metadata, where=str(d / "pipeline.json"))  # refuse a tampered reference now
         adapters = {m: Adapter.load(d / "adapters" / m) for m in meta["modalities"]}
         config = MultimodalConfig.from_pretrained(str(d / "model"), local_files_only=True)
         model: MultimodalModel | MultimodalEnsemble = MultimodalModel(config)

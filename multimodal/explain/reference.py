@@ -73,12 +73,12 @@ def attribution_reference(pipe: Pipeline, cohort: Cohort, patient_ids: list[str]
     return out
 
 
-def read_reference(metadata: dict[str, Any], target: str, *, where: str = "pipeline.json") -> dict[str, Any]:
-    """The pipeline metadata's ``attribution_reference`` for ``target`` (an earlier pipeline has none: ``{}``);
-    IntegrityError naming ``where`` when it holds something else than :func:`attribution_reference` writes."""
+def check_reference(metadata: dict[str, Any], where: str = "pipeline.json") -> None:
+    """IntegrityError naming ``where`` when the metadata's ``attribution_reference`` is something else than
+    :func:`attribution_reference` writes (none at all is fine: pipelines from earlier versions)."""
     refs = metadata.get("attribution_reference")
     if refs is None:
-        return {}
+        return
 
     def number(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
@@ -93,7 +93,12 @@ def read_reference(metadata: dict[str, Any], target: str, *, where: str = "pipel
         msg = (f"{where}: metadata 'attribution_reference' is not the per-modality table of mean attributions that "
                "training writes; re-train the pipeline or restore pipeline.json from a trusted copy")
         raise IntegrityError(msg)
-    return {m: r for m, r in refs.items() if r["target"] == target}
+
+
+def read_reference(metadata: dict[str, Any], target: str) -> dict[str, Any]:
+    """The metadata's ``attribution_reference`` entries for ``target`` (``{}`` without one), checked first."""
+    check_reference(metadata)
+    return {m: r for m, r in (metadata.get("attribution_reference") or {}).items() if r["target"] == target}
 
 
 def centered(ta: TokenAttributions, reference: dict[str, Any] | None) -> TokenAttributions:
