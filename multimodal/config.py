@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,8 @@ import yaml
 from multimodal.errors import ConfigError
 
 C = TypeVar("C")
+#: a decimal number as YAML 1.2 writes it (1e-3, -2.5E+4, .5); PyYAML (YAML 1.1) leaves the exponent forms as strings
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def _type_name(tp: Any) -> str:
@@ -83,6 +86,8 @@ def _coerce(value: Any, tp: Any, where: str, file: str | None) -> Any:
         kt, vt = args if args else (Any, Any)
         return {_coerce(k, kt, f"{where}.<key>", file): _coerce(v, vt, f"{where}.{k}", file) for k, v in value.items()}
     if tp is float:
+        if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and users read a number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"expected a number, got {type(value).__name__} {value!r}", file=file, field=where)
         return float(value)
