@@ -89,7 +89,8 @@ def explain_patient(
     model = pipe.model
     model.eval()
     meta = pipe.metadata
-    reference = read_reference(meta, explain_target(model))  # checked before any work
+    target = explain_target(model)  # what the attributions explain: survival risk, or response for response-only
+    reference = read_reference(meta, target)  # checked before any work
     ds = PatientDataset(cohort, pipe.adapters, [patient_id], train=False)
     item = ds[0]
     batch = collate_patients([item], num_response_classes=max(int(meta.get("response_classes", 2)), 2),
@@ -153,7 +154,6 @@ def explain_patient(
         response.append({"arm": None, "probability": p, "lower": float(np.quantile(draws, 0.05)),
                          "upper": float(np.quantile(draws, 0.95))})
 
-    target = explain_target(model)
     shap = modality_shapley(model, batch, target=target, token_overrides=tokens)
     ig = integrated_gradients(model, batch, target=target, n_steps=n_steps)
     evidence = _evidence(batch, ig, top_k, reference, target)
