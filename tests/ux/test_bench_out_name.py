@@ -1,0 +1,18 @@
+"""``python -m bench.explain --out NAME`` takes a plain file name: a path is refused before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import explain
+from bench.common import RESULTS
+
+
+@pytest.mark.parametrize("name", ["../escape", "sub/dir", ".hidden", ""])
+def test_out_must_be_a_plain_name(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    before = sorted(p.name for p in RESULTS.parent.rglob("*.json"))
+    with pytest.raises(SystemExit) as exc:
+        explain.main(["--out", name, "--seeds", "0"])
+    assert exc.value.code == 2
+    assert "--out" in capsys.readouterr().err
+    assert sorted(p.name for p in RESULTS.parent.rglob("*.json")) == before
