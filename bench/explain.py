@@ -138,11 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, default=1000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--demo-size", type=int, default=300, help="also one run at this size (0 = skip)")
-    ap.add_argument("--out", default="explain", help="results name: bench/results/OUT.json")
+    ap.add_argument("--out", default="explain", help="results name (explain...): bench/results/OUT.json")
     ap.add_argument("overrides", nargs="*", help="experiment-config overrides, e.g. model.d_model=32")
     a = ap.parse_args(argv)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", a.out) or a.out.startswith("."):
-        ap.error(f"--out {a.out!r}: a plain file name (letters, digits, '_', '-', '.'), written under {RESULTS}")
+    if not re.fullmatch(r"explain[A-Za-z0-9_-]*", a.out):  # a name, never a path or another benchmark's file
+        ap.error(f"--out {a.out!r}: a name starting with 'explain' (letters, digits, '_', '-'), written as {RESULTS}/"
+                 "NAME.json")
     res = run(a.patients, tuple(a.seeds), a.demo_size or None, a.overrides)
     (RESULTS / f"{a.out}.json").unlink(missing_ok=True)  # this run replaces the whole file (no stale keys)
     write_results(a.out, res)
