@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -144,7 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     if not re.fullmatch(r"explain[A-Za-z0-9_-]*", a.out):  # a name, never a path or another benchmark's file
         ap.error(f"--out {a.out!r}: a name starting with 'explain' (letters, digits, '_', '-'), written as {RESULTS}/"
                  "NAME.json")
-    res = run(a.patients, tuple(a.seeds), a.demo_size or None, a.overrides)
+    from multimodal.errors import ConfigError
+
+    try:
+        res = run(a.patients, tuple(a.seeds), a.demo_size or None, a.overrides)
+    except ConfigError as exc:  # e.g. --patients too small, a bad override: a message, exit 2, nothing written
+        print(f"explain.py: error: {exc}", file=sys.stderr)
+        return 2
     (RESULTS / f"{a.out}.json").unlink(missing_ok=True)  # this run replaces the whole file (no stale keys)
     write_results(a.out, res)
     print(json.dumps({"mean": res["mean"], "mean_untrained": res["mean_untrained"],
