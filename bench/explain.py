@@ -38,7 +38,8 @@ import torch
 from bench.common import RESULTS, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("pathway_recall_at_5", "pathway_token_recall_at_5", "pathway_recall_at_5_uncentered", "patch_auroc_high_risk",
+METRICS = ("pathway_recall_at_5", "pathway_token_recall_at_5", "pathway_recall_at_5_uncentered",
+           "pathway_recall_at_5_own_copies", "patch_auroc_high_risk",
            "causal_lab_top3_fraction", "causal_lab_top1_fraction", "per_arm_response_corr")
 TARGETS = {"pathway_recall_at_5": ">= 0.8", "patch_auroc_high_risk": ">= 0.8", "causal_lab_top3_fraction": ">= 0.7",
            "per_arm_response_corr": ">= 0.7", "report_seconds": "< 5"}

@@ -15,6 +15,7 @@ from multimodal import __version__
 from multimodal.data import PatientDataset, collate_patients
 from multimodal.errors import InputError
 from multimodal.explain.attribution import integrated_gradients, modality_shapley
+from multimodal.explain.genes import gene_effects, set_scores, shares_members
 from multimodal.explain.reference import centered, explain_target, read_reference
 from multimodal.explain.result import RiskResult
 from multimodal.model import MultimodalEnsemble
@@ -225,25 +226,48 @@ def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None 
                 top.append(rec)
             ev[m] = {"kind": "patches", "heatmaps": heat, "top_patches": top, "n_patches": int(len(pos))}
         elif stream.features is not None:  # slots: pathways / genes with direction
-            members = pmeta.get("members")
-            top = []
-            for i in order[:top_k]:
-                rec = {"name": ta.names[i], "attribution": float(ta.scores[i]),
-                       "direction": f"raises {what}" if ta.scores[i] > 0 else f"lowers {what}"}
-                if ref is not None:
-                    rec["attribution_vs_baseline"] = float(raw.scores[i])
-                if members is not None and ta.member_scores is not None and i < len(members):
-                    ms = ta.member_scores[i][: len(members[i])]
-                    mo = np.argsort(-np.abs(ms))[:5]
-                    rec["top_members"] = [{"name": members[i][j], "attribution": float(ms[j])} for j in mo]
-                top.append(rec)
-            ev[m] = {"kind": "slots", "top": top}
+            ev[m] = _slot_evidence(ta, raw, pmeta.get("members"), top_k, what, with_raw=ref is not None)
             if ref is not None:
                 ev[m]["relative_to"] = f"the mean of {int(ref.get('n_patients', 0))} reference patients (inner validation)"
         else:  # events: codes with value and time before prediction
             top = []
             for i in order[:top_k]:
                 top.append({"name": ta.names[i], "attribution": float(ta.scores[i]),
-                            "direction": f"raises {what}" if ta.scores[i] > 0 else f"lowers {what}"})
+                            "direction": _direction(ta.scores[i], what)})
             ev[m] = {"kind": "events", "top": top}
     return ev
+
+
+def _slot_evidence(ta: Any, raw: Any, members: Any, top_k: int, what: str, *, with_raw: bool) -> dict[str, Any]:
+    """Top slot tokens with direction. Overlapping gene sets are scored at gene level (a gene's attribution summed
+    over every token carrying it, :mod:`multimodal.explain.genes`), with each token's own attribution kept as
+    ``token_attribution``, and the top genes are listed once each."""
+    gene_level = (members is not None and ta.member_scores is not None and len(members) == len(ta.names)
+                  and shares_members(members))
+    scores = set_scores(ta.member_scores, members) if gene_level else ta.scores
+    raw_scores = set_scores(raw.member_scores, members) if gene_level and with_raw else raw.scores
+    effects = gene_effects(ta.member_scores, members) if gene_level else {}
+    top = []
+    for i in np.argsort(-np.abs(scores))[:top_k]:
+        rec = {"name": ta.names[i], "attribution": float(scores[i]), "direction": _direction(scores[i], what)}
+        if with_raw:
+            rec["attribution_vs_baseline"] = float(raw_scores[i])
+        if gene_level:
+            rec["token_attribution"] = float(ta.scores[i])
+        if members is not None and ta.member_scores is not None and i < len(members):
+            labels = members[i]
+            ms = np.array([effects.get(lab, ta.member_scores[i][j]) for j, lab in enumerate(labels)]) if gene_level \
+                else ta.member_scores[i][: len(labels)]
+            rec["top_members"] = [{"name": labels[j], "attribution": float(ms[j])} for j in np.argsort(-np.abs(ms))[:5]]
+        top.append(rec)
+    out: dict[str, Any] = {"kind": "slots", "top": top}
+    if gene_level:
+        out["scoring"] = "gene level: each gene's attribution summed over every gene set that carries it"
+        genes = sorted(effects, key=lambda g: -abs(effects[g]))[:top_k]
+        out["top_genes"] = [{"name": g, "attribution": effects[g], "direction": _direction(effects[g], what)}
+                            for g in genes]
+    return out
+
+
+def _direction(score: float, what: str) -> str:
+    return f"raises {what}" if score > 0 else f"lowers {what}"

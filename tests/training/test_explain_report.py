@@ -95,6 +95,8 @@ def test_patient_report_contents(trained, small_cohort, tmp_path):
     res = json.loads((out / "risk_result.json").read_text())
     assert res["schema_version"] == 1 and res["patient"]["pseudonym"].startswith("PT-")
     assert "Attributions relative to the mean of" in html  # slot evidence is read against the reference patients
+    top_genes = res["evidence"]["genomics"]["top_genes"]  # the synthetic gene sets overlap: gene-level scoring
+    assert "Scored at gene level" in html and f"{top_genes[0]['name']} (" in html
     assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
     # the same output folder is not overwritten without --overwrite
     assert main(["report", "--pipeline", str(pdir), "--manifest", str(small_cohort), "--patient", pid,
@@ -110,6 +112,7 @@ def test_attribution_reference_is_aligned_and_centers_report_evidence(trained):
 
     from multimodal.errors import IntegrityError
     from multimodal.explain import integrated_gradients
+    from multimodal.explain.genes import set_scores
     from multimodal.explain.reference import attribution_reference, centered
     from multimodal.explain.risk import explain_patient
 
@@ -136,8 +139,15 @@ def test_attribution_reference_is_aligned_and_centers_report_evidence(trained):
     res = explain_patient(pipe, cohort, pid, mc_samples=2, n_steps=8)
     ev = res.evidence["genomics"]
     assert ev["relative_to"].startswith(f"the mean of {g['n_patients']} reference patients")
+    # the synthetic gene sets overlap, so pathways are scored at gene level (multimodal.explain.genes): centering
+    # subtracts the gene-level score of the reference members
+    gs = _batch(pipe, cohort, pid).streams["genomics"]
+    names, members = list(gs.names[0]), gs.meta["per_patient"][0]["members"]
+    ref_set = dict(zip(names, set_scores(np.array([g["members"][n] for n in names]), members), strict=True))
+    assert ev["scoring"].startswith("gene level") and ev["top_genes"]
     for t in ev["top"]:
-        assert t["attribution"] == pytest.approx(t["attribution_vs_baseline"] - g["tokens"][t["name"]], abs=1e-9)
+        assert t["attribution"] == pytest.approx(t["attribution_vs_baseline"] - ref_set[t["name"]], abs=1e-9)
+        assert "token_attribution" in t
         assert t["direction"] == ("raises risk" if t["attribution"] > 0 else "lowers risk")
     assert "relative_to" not in res.evidence["ehr"] and "relative_to" not in res.evidence["clinical"]  # events
     old = replace(pipe, metadata={k: v for k, v in pipe.metadata.items() if k != "attribution_reference"})
