@@ -46,9 +46,10 @@ def gene_effects(member_scores: np.ndarray, members: Sequence[Sequence[str]], *,
 
 
 def set_scores(member_scores: np.ndarray, members: Sequence[Sequence[str]], *,
-               datatypes: tuple[str, ...] | None = None) -> np.ndarray:
-    """Per set token: the sum of its members' gene effects (:func:`gene_effects`) plus its own set-score member."""
-    eff = gene_effects(member_scores, members, datatypes=datatypes)
+               datatypes: tuple[str, ...] | None = None, effects: dict[str, float] | None = None) -> np.ndarray:
+    """Per set token: the sum of its members' gene effects (:func:`gene_effects`, or ``effects`` already computed
+    from the same scores and datatypes) plus its own set-score member."""
+    eff = gene_effects(member_scores, members, datatypes=datatypes) if effects is None else effects
     scores = np.zeros(len(members))
     for i, labels in enumerate(members):
         feats = {_gene(lab) for lab in labels} - {None}

@@ -244,9 +244,9 @@ def _slot_evidence(ta: Any, raw: Any, members: Any, top_k: int, what: str, *, wi
     ``token_attribution``, and the top genes are listed once each."""
     gene_level = (members is not None and ta.member_scores is not None and len(members) == len(ta.names)
                   and shares_members(members))
-    scores = set_scores(ta.member_scores, members) if gene_level else ta.scores
-    raw_scores = set_scores(raw.member_scores, members) if gene_level and with_raw else raw.scores
     effects = gene_effects(ta.member_scores, members) if gene_level else {}
+    scores = set_scores(ta.member_scores, members, effects=effects) if gene_level else ta.scores
+    raw_scores = set_scores(raw.member_scores, members) if gene_level and with_raw else raw.scores
     top = []
     for i in np.argsort(-np.abs(scores))[:top_k]:
         rec = {"name": ta.names[i], "attribution": float(scores[i]), "direction": _direction(scores[i], what)}
