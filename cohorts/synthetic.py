@@ -22,6 +22,7 @@ outcomes), ``synthetic_pathology``, ``synthetic_omics`` and ``synthetic_ehr``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,15 +35,27 @@ import pyarrow.parquet as pq
 import yaml
 
 from multimodal.cohorts.manifest import DAYS_PER_UNIT
-from multimodal.cohorts.synthetic_ehr import CAUSAL_LAB, EhrSubject, write_meds
+from multimodal.cohorts.synthetic_ehr import (
+    ACCEL_LAB,
+    ACCEL_WINDOW_DAYS,
+    CAUSAL_LAB,
+    AcceleratingLab,
+    EhrSubject,
+    write_meds,
+)
 from multimodal.cohorts.synthetic_model import (
     CAUSAL_GENE,
     CAUSAL_PATHWAY_SIGNS,
     DRIVER_GENES,
+    INTERACTION_GENE,
+    INTERACTION_PARTS,
+    INTERACTION_PATHWAY,
     MODIFIER_PATHWAYS,
+    PART_MODALITY,
     PATHWAY_NAMES,
     PHENOTYPES,
     RESPONSE_PATHWAY,
+    SIGNALS,
     STAGES,
     EffectSizes,
     Latents,
@@ -51,12 +64,14 @@ from multimodal.cohorts.synthetic_model import (
     arm_names,
     auroc,
     causal_pathways,
+    draw_interaction_latents,
     draw_latents,
     draw_outcomes,
     harrell_c,
     linear_predictor,
     pathway_names,
     survival_prob,
+    variance_shares,
     weibull_scale,
 )
 from multimodal.cohorts.synthetic_omics import make_panel, write_expression, write_gmt, write_mutations
@@ -66,6 +81,7 @@ from multimodal.errors import ConfigError
 from multimodal.io import atomic_dir
 
 TimeUnit = Literal["days", "weeks", "months", "years"]
+Signal = Literal["additive", "interaction"]
 HIGH_RISK_PHENOTYPE = "necrosis"
 DATA_MODALITIES = ("pathology", "genomics", "ehr")
 GROUND_TRUTH_FORMAT = 1
@@ -75,6 +91,7 @@ _EPOCH_2014 = np.datetime64("2014-01-01T09:00:00", "us")
 # leaves the other parts of the same seed unchanged.
 _S_LATENT, _S_MISSING, _S_OUTCOME, _S_SPLIT, _S_TIMES, _S_CENTRES, _S_SLIDES = 1, 2, 3, 4, 5, 6, 7
 _S_PANEL, _S_EXPR, _S_MUT, _S_EHR, _S_CLIN = 8, 9, 10, 11, 12
+_S_INTERACTION, _S_EHR_ACCEL = 13, 14  # signal="interaction" only: its latents, the CEA rows
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,10 @@ class SyntheticConfig:
         split_fractions: train / tuning / held_out fractions (MEDS subject splits, ``split`` column).
         meds_shard_size: subjects per MEDS parquet shard.
         effects: coefficients of the outcome models.
+        signal: ``"additive"`` (log-hazard linear in the latents; the right model is linear) or ``"interaction"``
+            (the additive parts plus tumour-adjacent immune patches, a pathway x mutation term and a lab's recent
+            acceleration, which a model must read patches in place, cross data types or read trajectories to use;
+            coefficients in ``effects.interaction``, docs/synthetic.md).
     """
 
     patients: int = 200
@@ -138,12 +159,15 @@ class SyntheticConfig:
     split_fractions: tuple[float, ...] = (0.7, 0.1, 0.2)
     meds_shard_size: int = 10_000
     effects: EffectSizes = field(default_factory=EffectSizes)
+    signal: Signal = "additive"
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str, actual: object) -> None:
             msg = f"expected {expected}, got {actual!r}"
             raise ConfigError(msg, field=name)
 
+        if self.signal not in SIGNALS:
+            bad("signal", f"one of {list(SIGNALS)}", self.signal)
         if self.patients < 4:
             bad("patients", "at least 4", self.patients)
         if self.patches_per_slide < 1 or self.min_patches_per_slide < 1:
@@ -163,6 +187,7 @@ class SyntheticConfig:
             bad("n_arms", f"1..{len(MODIFIER_PATHWAYS) + 1}", self.n_arms)
         needed = [n for n, _ in CAUSAL_PATHWAY_SIGNS[: self.effects.n_causal_pathways]]
         needed += list(MODIFIER_PATHWAYS[: self.n_arms - 1]) + [RESPONSE_PATHWAY]
+        needed += [INTERACTION_PATHWAY] if self.signal == "interaction" else []
         min_pathways = 1 + max(PATHWAY_NAMES.index(n) for n in needed)
         if self.n_pathways < min_pathways:
             bad("n_pathways", f">= {min_pathways} (the causal and biomarker pathways)", self.n_pathways)
@@ -270,6 +295,9 @@ def _draw(cfg: SyntheticConfig) -> _Cohort:
     n = cfg.patients
     pathways = pathway_names(cfg.n_pathways)
     lat = draw_latents(_rng(cfg, _S_LATENT), n, cfg.n_pathways, cfg.n_arms)
+    if cfg.signal == "interaction":
+        inter = draw_interaction_latents(_rng(cfg, _S_INTERACTION), n, cfg.effects.interaction)
+        lat = dataclasses.replace(lat, interaction=inter)
     lp = linear_predictor(lat, pathways, cfg.effects, cfg.n_arms)
     out = draw_outcomes(
         _rng(cfg, _S_OUTCOME), lat, lp, pathways, cfg.effects,
@@ -320,6 +348,7 @@ def _write_pathology(root: Path, c: _Cohort) -> list[SlideRecord]:
         min_patches=cfg.min_patches_per_slide, slides_per_patient=cfg.slides_per_patient,
         patch_size_level0=cfg.patch_size_level0, vary_magnification=cfg.vary_magnification,
         high_risk_index=PHENOTYPES.index(HIGH_RISK_PHENOTYPE),
+        til_logit=None if c.lat.interaction is None else c.lat.interaction.til_logit,
     )
     records = [
         write_slide(root, p, centres, encoder=cfg.encoder, noise=cfg.patch_noise, shift_sd=cfg.slide_shift_sd)
@@ -363,15 +392,24 @@ def _write_ehr(root: Path, c: _Cohort) -> None:
             subject_id=int(c.subject_ids[i]), split=str(c.split[i]), prediction_time_us=int(pt_us[i]),
             age=float(c.lat.age[i]), sex=str(c.lat.sex[i]), ldh_base=float(c.lat.ldh_base[i]),
             ldh_slope=float(c.lat.ldh_slope[i]), treatment_code=f"TREATMENT//{c.arms[c.lat.arm[i]].upper()}",
-            observed_days=float(c.out.time[i]), died=bool(c.out.event[i]),
+            observed_days=float(c.out.time[i]), died=bool(c.out.event[i]), accel_lab=_accel_lab(c, i),
         )
         for i in idx
     ]
+    extra = _rng(c.cfg, _S_EHR_ACCEL) if c.lat.interaction is not None else None
     write_meds(
         root / "meds", _rng(c.cfg, _S_EHR), subjects, dataset_name="multimodal-synthetic",
         dataset_version=f"seed{c.cfg.seed}-n{c.cfg.patients}", etl_version=__version__,
-        shard_size=c.cfg.meds_shard_size,
+        shard_size=c.cfg.meds_shard_size, extra_rng=extra,
     )
+
+
+def _accel_lab(c: _Cohort, i: int) -> AcceleratingLab | None:
+    il = c.lat.interaction
+    if il is None:
+        return None
+    rise = c.cfg.effects.interaction.acceleration_log_rise * float(il.z_accel[i])
+    return AcceleratingLab(log_level=float(il.cea_log_level[i]), log_slope=float(il.cea_log_slope[i]), log_rise=rise)
 
 
 def _write_clinical(root: Path, c: _Cohort) -> None:
@@ -438,6 +476,68 @@ def _r(x: float) -> float:
     return round(float(x), 6)
 
 
+def _assigned_parts(c: _Cohort) -> dict[str, np.ndarray]:
+    """The prognostic parts plus ``treatment`` (the assigned arm's effect): they sum to the assigned lp."""
+    n = len(c.ids)
+    return {**c.lp.parts, "treatment": c.lp.arm_effect[np.arange(n), c.lat.arm]}
+
+
+def _variance_truth(c: _Cohort) -> dict[str, Any]:
+    """Each part's and modality's share of the variance of the assigned log-hazard, and oracles without a modality."""
+    parts = _assigned_parts(c)
+    total = np.sum(list(parts.values()), axis=0)
+    modality = {PART_MODALITY.get(k, k) for k in parts}
+    by_modality = {m: np.sum([v for k, v in parts.items() if PART_MODALITY.get(k, k) == m], axis=0)
+                   for m in ("pathology", "genomics", "ehr", "clinical", "treatment") if m in modality}
+    inter = [v for k, v in parts.items() if k in INTERACTION_PARTS]
+    inter_sum = np.sum(inter, axis=0) if inter else np.zeros_like(total)
+    without = {m: _r(harrell_c(c.out.time, c.out.event, total - by_modality[m])) for m in DATA_MODALITIES}
+    return {
+        "log_hazard_variance": _r(np.var(total)),
+        "variance_share_by_part": {k: _r(v) for k, v in variance_shares(parts, total).items()},
+        "variance_share_by_modality": {k: _r(v) for k, v in variance_shares(by_modality, total).items()},
+        "interaction_variance_share": _r(variance_shares({"i": inter_sum}, total)["i"]),
+        "oracle_c_index_without_pathology": without["pathology"],
+        "oracle_c_index_without_modality": without,
+        "variance_note": "share = var(part) / var(lp) over all patients, lp = assigned-arm linear predictor (the "
+                         "sum of the parts, treatment included); the parts are drawn independently, so the shares "
+                         "sum to 1 up to their sample covariances; oracle_c_index_without_<m> = Harrell c of lp minus "
+                         "every part of modality m",
+    }
+
+
+def _interaction_truth(c: _Cohort) -> dict[str, Any]:
+    """What ``signal="interaction"`` plants (``causal.interactions`` of the ground truth)."""
+    ie = c.cfg.effects.interaction
+    return {
+        "pathology_spatial": {
+            "modality": "pathology", "latent": "z_til", "log_hr_per_sd": ie.til,
+            "feature": "share of immune patches (cluster 2) with a tumour patch (cluster 0) among their 8 grid "
+                       "neighbours (coords / patch_size_level0); the immune fraction itself carries no signal",
+            "til_share": f"sigmoid({ie.til_logit_sd} * z_til) per patient, slide logit + N(0, 0.25^2)",
+        },
+        "genomics_x_mutation": {
+            "modality": "genomics", "pathway": INTERACTION_PATHWAY, "gene": INTERACTION_GENE,
+            "log_hr": ie.pathway_x_mutation, "prevalence": DRIVER_GENES[INTERACTION_GENE][0],
+            "term": f"a[{INTERACTION_PATHWAY}] * ({INTERACTION_GENE}_nonsilent - {DRIVER_GENES[INTERACTION_GENE][0]})",
+        },
+        "ehr_acceleration": {
+            "modality": "ehr", "code": ACCEL_LAB, "latent": "z_accel", "log_hr_per_sd": ie.acceleration,
+            "window_days": ACCEL_WINDOW_DAYS, "log_rise_per_sd": ie.acceleration_log_rise,
+            "feature": f"change of log {ACCEL_LAB} over the {ACCEL_WINDOW_DAYS:g} days before prediction_time; "
+                       "its long-run level and slope carry no signal",
+        },
+    }
+
+
+def _interaction_latent(c: _Cohort, i: int) -> dict[str, Any]:
+    il = c.lat.interaction
+    if il is None:
+        return {}
+    return {"z_til": _r(il.z_til[i]), "til_share": _r(il.til_share[i]), "z_accel": _r(il.z_accel[i]),
+            "cea_log_level": _r(il.cea_log_level[i]), "cea_log_slope_per_year": _r(il.cea_log_slope[i])}
+
+
 def _ground_truth(c: _Cohort, slides: list[SlideRecord], n_maf_rows: int) -> dict[str, Any]:
     from multimodal import __version__
 
@@ -484,14 +584,17 @@ def _ground_truth(c: _Cohort, slides: list[SlideRecord], n_maf_rows: int) -> dic
                 "sex": str(lat.sex[i]),
                 "stage": STAGES[int(lat.stage[i])],
                 "grade": int(lat.grade[i]),
+                **_interaction_latent(c, i),
             },
             "missing_modalities": [m for m in DATA_MODALITIES if c.missing[m][i]],
             "slides": slides_of.get(pid, []),
         })
+    variance = _variance_truth(c)
     oracle = {
         "c_index_harrell": _r(harrell_c(out.time, out.event, assigned)),
         "c_index_prognostic_only": _r(harrell_c(out.time, out.event, lp.prognostic)),
         "c_index_by_modality": {k: _r(harrell_c(out.time, out.event, v)) for k, v in lp.parts.items()},
+        "c_index_without_modality": variance["oracle_c_index_without_modality"],
         "response_auroc": _r(auroc(out.response.astype(bool), out.response_prob[np.arange(n), lat.arm])),
         "n_patients": n,
         "n_events": int(out.event.sum()),
@@ -526,11 +629,17 @@ def _ground_truth(c: _Cohort, slides: list[SlideRecord], n_maf_rows: int) -> dic
             "biomarker_pathways": modifiers,
         },
     }
+    if cfg.signal == "interaction":
+        causal["interactions"] = _interaction_truth(c)
+    equation = "S(t|x) = exp(-(t/scale)^shape * exp(lp)); lp = pathology + genomics + ehr + clinical + treatment"
+    if cfg.signal == "interaction":
+        equation += " + pathology_spatial + genomics_x_mutation + ehr_acceleration (docs/synthetic.md eq. 1, 2, 4)"
+    else:
+        equation += " (docs/synthetic.md eq. 1-2)"
     model = {
         "survival": {
             "family": "weibull_proportional_hazards",
-            "equation": "S(t|x) = exp(-(t/scale)^shape * exp(lp)); lp = pathology + genomics + ehr + clinical + "
-                        "treatment (docs/synthetic.md eq. 1-2)",
+            "equation": equation,
             "shape": eff.weibull_shape,
             "scale_days": _r(weibull_scale(eff)),
             "baseline_median_days": eff.baseline_median_days,
@@ -558,6 +667,7 @@ def _ground_truth(c: _Cohort, slides: list[SlideRecord], n_maf_rows: int) -> dic
             "patch_size_level0": r.patch_size_level0, "level0_magnification": r.level0_magnification,
             "high_risk_fraction": r.phenotype_fractions[hr],
             "phenotype_fractions": dict(zip(PHENOTYPES, r.phenotype_fractions, strict=True)),
+            **({} if r.til_target is None else {"til_target": r.til_target, "til_score": r.til_score}),
         }
         for r in slides
     }
@@ -565,11 +675,13 @@ def _ground_truth(c: _Cohort, slides: list[SlideRecord], n_maf_rows: int) -> dic
         "generator": {"name": "multimodal.cohorts.synthetic", "package_version": __version__,
                       "format_version": GROUND_TRUTH_FORMAT},
         "config": to_dict(cfg),
+        "signal": cfg.signal,
         "arms": list(c.arms),
         "pathways": list(c.pathways),
         "causal": causal,
         "model": model,
         "oracle": oracle,
+        **{k: v for k, v in variance.items() if k != "oracle_c_index_without_modality"},
         "counts": {
             "patients": n,
             "with_modality": {m: int((~c.missing[m]).sum()) for m in DATA_MODALITIES},

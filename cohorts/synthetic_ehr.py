@@ -5,6 +5,11 @@ diagnosis and biopsy weeks back, a year of lab panels before the prediction time
 patient's latent slope; other labs drift at random), the treatment start code at exactly the prediction time, then
 follow-up labs after it (with a terminal LDH rise before death) and ``MEDS_DEATH`` for patients who die. Everything
 after the prediction time is there to exercise the leakage guard.
+
+With ``signal="interaction"`` every subject also gets ``LAB//CEA`` (log-normal): measured at every panel plus a
+work-up in the last 90 days before the prediction time, where log CEA bends upward (or downward) by the subject's
+latent acceleration on top of an unrelated long-run level and slope. Those rows come from a separate RNG, so the
+other rows of a seed are the same with and without them.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ CODES: dict[str, tuple[str, list[str]]] = {
     "LAB//CRP": ("C-reactive protein [mg/L]", ["LOINC/1988-5"]),
     "LAB//CREA": ("Creatinine [mg/dL]", ["LOINC/2160-0"]),
     "LAB//WBC": ("Leukocytes [10*3/uL]", ["LOINC/6690-2"]),
+    "LAB//CEA": ("Carcinoembryonic antigen [ng/mL]", ["LOINC/2039-6"]),
     "DIAGNOSIS//ICD10//C34.90": ("Malignant neoplasm of unspecified part of bronchus or lung", ["ICD10CM/C34.90"]),
     "DIAGNOSIS//ICD10//I10": ("Essential (primary) hypertension", ["ICD10CM/I10"]),
     "DIAGNOSIS//ICD10//E11.9": ("Type 2 diabetes mellitus without complications", ["ICD10CM/E11.9"]),
@@ -64,6 +70,25 @@ DECOY_LABS: dict[str, tuple[float, float, float, float, bool]] = {
 FOLLOW_UP_LABS = ("LAB//LDH", "LAB//HGB", "LAB//CRP")
 LDH_NOISE_SD = 15.0
 TERMINAL_LDH_RISE = 150.0  # U/L added as death approaches (e-folding 60 days): leaks the outcome if not guarded
+#: The lab whose recent acceleration matters under signal="interaction" (written only then).
+ACCEL_LAB = "LAB//CEA"
+ACCEL_WINDOW_DAYS = 90.0  # the bend happens over this many days before the prediction time
+CEA_LOG_NOISE_SD = 0.08  # measurement noise on the log scale
+CEA_WORKUP_MEAN = 3.0  # work-up draws in the window: 2 + Poisson(CEA_WORKUP_MEAN - 2)
+
+
+@dataclass(frozen=True)
+class AcceleratingLab:
+    """Latent trajectory of ``ACCEL_LAB`` on the log scale (years since the first pre-treatment panel)."""
+
+    log_level: float  # at the first panel
+    log_slope: float  # per year, long-run
+    log_rise: float  # added over the last ACCEL_WINDOW_DAYS before the prediction time (quadratic bend)
+
+    def log_value(self, days_before: np.ndarray, first_days_before: float) -> np.ndarray:
+        """Noise-free log value ``days_before`` the prediction time (negative = after it; the bend then stays)."""
+        bend = np.clip((ACCEL_WINDOW_DAYS - days_before) / ACCEL_WINDOW_DAYS, 0.0, 1.0) ** 2
+        return self.log_level + self.log_slope * (first_days_before - days_before) / 365.25 + self.log_rise * bend
 
 
 @dataclass(frozen=True)
@@ -80,10 +105,27 @@ class EhrSubject:
     treatment_code: str
     observed_days: float
     died: bool
+    accel_lab: AcceleratingLab | None = None  # signal="interaction" only
 
 
-def _subject_rows(rng: np.random.Generator, s: EhrSubject, code_ix: dict[str, int]) -> tuple[np.ndarray, ...]:
-    """(time_us with NULL_TIME = static, code index, value (NaN = none)) of one subject, unsorted."""
+def _accel_rows(
+    rng: np.random.Generator, lab: AcceleratingLab, days_before: np.ndarray, follow: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(days before the prediction time, value) of ``ACCEL_LAB``: every panel, a work-up in the window, follow-up."""
+    n_workup = 2 + int(rng.poisson(CEA_WORKUP_MEAN - 2.0))
+    workup = rng.uniform(1.0, ACCEL_WINDOW_DAYS, size=n_workup)
+    days = np.concatenate([days_before, workup, -follow])
+    log_v = lab.log_value(days, float(days_before[0])) + CEA_LOG_NOISE_SD * rng.standard_normal(days.size)
+    return days, np.exp(log_v)
+
+
+def _subject_rows(
+    rng: np.random.Generator, s: EhrSubject, code_ix: dict[str, int], extra_rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, ...]:
+    """(time_us with NULL_TIME = static, code index, value (NaN = none)) of one subject, unsorted.
+
+    ``extra_rng`` draws the ``ACCEL_LAB`` rows of a subject with ``accel_lab`` (the other rows use ``rng`` only).
+    """
     t: list[np.ndarray] = []
     c: list[np.ndarray] = []
     v: list[np.ndarray] = []
@@ -137,18 +179,26 @@ def _subject_rows(rng: np.random.Generator, s: EhrSubject, code_ix: dict[str, in
             add(f_us, code, np.exp(vals) if lognormal else vals)
     if s.died:
         add(np.array([pt + int(round(s.observed_days * day))]), "MEDS_DEATH")
+    if s.accel_lab is not None:
+        if extra_rng is None:
+            raise ValueError("a subject with accel_lab needs extra_rng")
+        days, vals = _accel_rows(extra_rng, s.accel_lab, days_before, follow)
+        add(pt - (days * day).astype(np.int64), ACCEL_LAB, vals)
     return np.concatenate(t), np.concatenate(c), np.concatenate(v)
 
 
 def write_meds(
     root: Path, rng: np.random.Generator, subjects: list[EhrSubject], *, dataset_name: str, dataset_version: str,
-    etl_version: str, shard_size: int,
+    etl_version: str, shard_size: int, extra_rng: np.random.Generator | None = None,
 ) -> dict[str, int]:
-    """Write ``data/<split>/<shard>.parquet`` and ``metadata/``; returns rows per split."""
+    """Write ``data/<split>/<shard>.parquet`` and ``metadata/``; returns rows per split.
+
+    ``extra_rng`` draws the ``ACCEL_LAB`` rows of subjects with ``accel_lab`` (signal="interaction").
+    """
     treatment_codes = sorted({s.treatment_code for s in subjects})
     vocab = list(CODES) + treatment_codes
     code_ix = {c: i for i, c in enumerate(vocab)}
-    parts = [_subject_rows(rng, s, code_ix) for s in subjects]
+    parts = [_subject_rows(rng, s, code_ix, extra_rng) for s in subjects]
     sid = np.concatenate([np.full(p[0].shape, s.subject_id, dtype=np.int64) for s, p in zip(subjects, parts,
                                                                                             strict=True)])
     t = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)

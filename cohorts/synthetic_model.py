@@ -8,7 +8,7 @@ documented in ``docs/synthetic.md`` and recorded in ``ground_truth.json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -63,6 +63,45 @@ AGE_MEAN, AGE_SD, AGE_MIN, AGE_MAX = 64.0, 10.0, 25.0, 92.0
 LDH_BASE_MEAN, LDH_BASE_SD = 210.0, 35.0
 LDH_SLOPE_MEAN, LDH_SLOPE_SD = 20.0, 60.0  # U/L per year
 
+#: The log-hazard signals a cohort can carry: ``additive`` (linear in the latents) or ``interaction`` (additive plus
+#: the three non-additive mechanisms of :class:`InteractionEffects`; docs/synthetic.md, "The interaction signal").
+SIGNALS: tuple[str, ...] = ("additive", "interaction")
+#: Cross-modal mechanism: this pathway's log-HR depends on a non-silent mutation of ``INTERACTION_GENE``.
+INTERACTION_PATHWAY = "SYN_HYPOXIA"
+INTERACTION_GENE = "TP53"
+# Population constants of the interaction latents: log CEA (ng/mL) at the first panel and its long-run slope.
+CEA_LOG_LEVEL_MEAN, CEA_LOG_LEVEL_SD = 1.1, 1.0
+CEA_LOG_SLOPE_SD = 0.8  # log units per year (wide, so a year-long slope says little about the recent bend)
+
+
+@dataclass(frozen=True)
+class InteractionEffects:
+    """Coefficients of the non-additive mechanisms planted by ``signal="interaction"`` (unused by ``"additive"``).
+
+    Defaults make the three interaction parts carry about 40 % of the log-hazard variance (docs/synthetic.md).
+
+    Attributes:
+        til: log-HR per SD of the latent TIL score ``z_til`` (negative = tumour-adjacent immune cells protect).
+        til_logit_sd: spread of the planted TIL share: share of immune patches next to tumour =
+            sigmoid(til_logit_sd * z_til) per patient (each slide scatters N(0, 0.25^2) around it on the logit).
+        pathway_x_mutation: log-HR of ``a[INTERACTION_PATHWAY] * (INTERACTION_GENE non-silent - prevalence)``, so
+            the pathway matters strongly only in mutated patients.
+        acceleration: log-HR per SD of ``z_accel``, the recent acceleration of ``LAB//CEA``.
+        acceleration_log_rise: rise of log CEA over the last 90 days before the prediction time per SD of
+            ``z_accel`` (a quadratic bend; the long-run level and slope are independent of it).
+    """
+
+    til: float = -0.7
+    til_logit_sd: float = 1.5
+    pathway_x_mutation: float = 1.4
+    acceleration: float = 0.7
+    acceleration_log_rise: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.til_logit_sd <= 0 or self.acceleration_log_rise <= 0:
+            msg = f"expected > 0, got til_logit_sd {self.til_logit_sd}, rise {self.acceleration_log_rise}"
+            raise ConfigError(msg, field="effects.interaction")
+
 
 @dataclass(frozen=True)
 class EffectSizes:
@@ -85,6 +124,7 @@ class EffectSizes:
         response_modifier: interaction of an experimental arm with its biomarker pathway activity.
         response_pathway: response logit per SD of ``RESPONSE_PATHWAY`` (all arms).
         response_driver: response logit shift for a non-silent causal driver mutation (all arms).
+        interaction: coefficients of the non-additive mechanisms (used only when ``signal="interaction"``).
     """
 
     high_risk_phenotype: float = 0.7
@@ -103,6 +143,7 @@ class EffectSizes:
     response_modifier: float = 1.2
     response_pathway: float = 0.5
     response_driver: float = -0.4
+    interaction: InteractionEffects = field(default_factory=InteractionEffects)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_causal_pathways <= len(CAUSAL_PATHWAY_SIGNS):
@@ -130,6 +171,22 @@ class Latents:
     stage: np.ndarray  # 0..3 (I..IV)
     grade: np.ndarray  # 1..3, correlated with z_path (no direct effect)
     arm: np.ndarray  # int arm index, 0 = control
+    interaction: InteractionLatents | None = None  # drawn only for signal="interaction"
+
+
+@dataclass(frozen=True)
+class InteractionLatents:
+    """Per-patient latents of the interaction mechanisms (independent of every other latent)."""
+
+    z_til: np.ndarray  # latent TIL score, standard normal
+    til_logit: np.ndarray  # til_logit_sd * z_til: logit of the planted share of immune patches next to tumour
+    z_accel: np.ndarray  # recent acceleration of the CEA trajectory, standard normal
+    cea_log_level: np.ndarray  # log CEA (ng/mL) at the first pre-treatment panel
+    cea_log_slope: np.ndarray  # long-run slope of log CEA per year
+
+    @property
+    def til_share(self) -> np.ndarray:
+        return sigmoid(self.til_logit)
 
 
 def pathway_names(n_pathways: int) -> list[str]:
@@ -181,11 +238,30 @@ def draw_latents(rng: np.random.Generator, n: int, n_pathways: int, n_arms: int)
     )
 
 
+def draw_interaction_latents(rng: np.random.Generator, n: int, effects: InteractionEffects) -> InteractionLatents:
+    """The interaction latents, from their own RNG stream (so the additive latents of a seed do not change)."""
+    z_til = rng.standard_normal(n)
+    z_accel = rng.standard_normal(n)
+    level = CEA_LOG_LEVEL_MEAN + CEA_LOG_LEVEL_SD * rng.standard_normal(n)
+    slope = CEA_LOG_SLOPE_SD * rng.standard_normal(n)
+    return InteractionLatents(z_til=z_til, til_logit=effects.til_logit_sd * z_til, z_accel=z_accel,
+                              cea_log_level=level, cea_log_slope=slope)
+
+
+#: Modality of each part of the prognostic linear predictor (interaction parts count for the modality they come from).
+PART_MODALITY: dict[str, str] = {
+    "pathology": "pathology", "pathology_spatial": "pathology", "genomics": "genomics",
+    "genomics_x_mutation": "genomics", "ehr": "ehr", "ehr_acceleration": "ehr", "clinical": "clinical",
+}
+#: The parts added by ``signal="interaction"``.
+INTERACTION_PARTS: tuple[str, ...] = ("pathology_spatial", "genomics_x_mutation", "ehr_acceleration")
+
+
 @dataclass(frozen=True)
 class LinearPredictor:
     """Log-hazard parts per modality and per arm; ``by_arm[:, a]`` = ``prognostic + arm_effect[:, a]``."""
 
-    parts: dict[str, np.ndarray]  # pathology / genomics / ehr / clinical prognostic parts
+    parts: dict[str, np.ndarray]  # pathology / genomics / ehr / clinical (+ INTERACTION_PARTS) prognostic parts
     arm_effect: np.ndarray  # (n, n_arms) treatment log-HR per arm (column 0 = 0)
 
     @property
@@ -210,12 +286,34 @@ def linear_predictor(lat: Latents, pathways: list[str], effects: EffectSizes, n_
         "ehr": effects.lab_slope * lat.z_lab,
         "clinical": effects.age * (lat.age - AGE_MEAN) / 10.0 + effects.stage * (lat.stage - stage_mean),
     }
+    if lat.interaction is not None:
+        parts |= interaction_parts(lat, act, effects.interaction)
     n = lat.z_path.shape[0]
     arm_effect = np.zeros((n, n_arms))
     for j in range(1, n_arms):
         mod = act[MODIFIER_PATHWAYS[j - 1]]
         arm_effect[:, j] = effects.treatment + effects.treatment_modifier * mod
     return LinearPredictor(parts=parts, arm_effect=arm_effect)
+
+
+def interaction_parts(
+    lat: Latents, act: dict[str, np.ndarray], effects: InteractionEffects
+) -> dict[str, np.ndarray]:
+    """The non-additive log-hazard parts (docs/synthetic.md eq. 4): spatial TILs, pathway x mutation, acceleration."""
+    il = lat.interaction
+    assert il is not None
+    mutated = lat.driver_mutated[INTERACTION_GENE].astype(float) - DRIVER_GENES[INTERACTION_GENE][0]
+    return {
+        "pathology_spatial": effects.til * il.z_til,
+        "genomics_x_mutation": effects.pathway_x_mutation * act[INTERACTION_PATHWAY] * mutated,
+        "ehr_acceleration": effects.acceleration * il.z_accel,
+    }
+
+
+def variance_shares(parts: dict[str, np.ndarray], total: np.ndarray) -> dict[str, float]:
+    """var(part) / var(total) of each part, on the drawn cohort (population variance, ddof 0)."""
+    denom = float(np.var(total))
+    return {k: float(np.var(v)) / denom if denom > 0 else float("nan") for k, v in parts.items()}
 
 
 def weibull_scale(effects: EffectSizes) -> float:

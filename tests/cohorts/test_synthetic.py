@@ -305,11 +305,28 @@ def test_config_round_trips_through_ground_truth(truth: dict) -> None:
     assert from_dict(SyntheticConfig, truth["config"]) == SMALL
 
 
+def test_additive_truth_records_variance_shares(cohort: Path, truth: dict) -> None:
+    """The default signal is additive; its truth still says how the log-hazard variance splits over modalities."""
+    assert SMALL.signal == "additive" and truth["signal"] == "additive"
+    assert truth["interaction_variance_share"] == 0.0 and "interactions" not in truth["causal"]
+    lp = np.array([p["linear_predictor"] for p in truth["patients"]])
+    by_mod = truth["variance_share_by_modality"]
+    assert set(by_mod) == {"pathology", "genomics", "ehr", "clinical", "treatment"}
+    for m, share in by_mod.items():
+        part = np.array([p["risk_parts"][m] for p in truth["patients"]])
+        assert share == pytest.approx(np.var(part) / np.var(lp), abs=1e-3), m
+    assert truth["variance_share_by_part"] == by_mod  # one part per modality
+    out = pd.read_parquet(cohort / "outcomes.parquet")
+    path = np.array([p["risk_parts"]["pathology"] for p in truth["patients"]])
+    without = harrell_c(out.time.to_numpy(), out.event.to_numpy(), lp - path)
+    assert truth["oracle_c_index_without_pathology"] == pytest.approx(without, abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"patients": 2}, "patients"), ({"slides_per_patient": (3, 1)}, "slides_per_patient"),
      ({"missing_ehr": 1.5}, "missing_ehr"), ({"n_pathways": 3}, "n_pathways"), ({"n_arms": 9}, "n_arms"),
-     ({"patch_size_level0": 511}, "patch_size_level0")],
+     ({"patch_size_level0": 511}, "patch_size_level0"), ({"signal": "nonlinear"}, "signal")],
 )
 def test_bad_config_values_name_the_field(change: dict, field: str) -> None:
     with pytest.raises(ConfigError) as info:
