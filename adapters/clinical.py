@@ -12,10 +12,16 @@ stream (``codes`` / ``values`` / ``value_mask``):
 
 Columns: those declared in the adapter config, plus those declared by the :class:`ClinicalSource` (manifest); when
 neither declares any and ``infer`` is on, numbers are numeric and everything else (strings, booleans, categories)
-categorical; date/time columns are skipped. **Leakage**: ``exclude`` columns never reach a token, and neither do
-undeclared or source-declared columns whose name matches ``exclude_patterns`` (outcome and follow-up fields such as
-``vital_status``, ``survival_months``, ``censorship``, ``days_to_last_follow_up``). Naming a column both in the
-config's ``categorical``/``numeric`` and in ``exclude`` (or one matching ``exclude_patterns``) is a ConfigError.
+categorical; date/time columns are skipped. **Leakage**: the cohort loaders already took the declared outcome and
+patient-table columns, the excluded, outcome-like and identifier-like columns out of the table
+(:mod:`multimodal.cohorts.clinical_columns`, which also holds :data:`DEFAULT_LEAKAGE_PATTERNS`, re-exported here); this
+adapter checks again for tables built in memory: ``exclude`` columns never reach a token, and neither do undeclared or
+source-declared columns whose name matches ``exclude_patterns`` (outcome and follow-up fields such as
+``vital_status``, ``survival_months``, ``censorship``, ``days_to_last_follow_up``), unless the source lists them in
+``allowed`` (declared explicitly in the manifest). Naming a column both in the config's ``categorical``/``numeric``
+and in ``exclude`` (or one matching ``exclude_patterns``) is a ConfigError. An identifier-like column the loader
+withheld (an MRN, a date) is used only when this config's ``categorical``/``numeric`` names it; a config naming a
+column the loader removed for any other reason gets an InputError saying why it was removed.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import pandas as pd
 import torch
 
 from multimodal.adapters.base import Adapter, StreamSpec, empty_stream
+from multimodal.cohorts.clinical_columns import DEFAULT_LEAKAGE_PATTERNS, DEFAULT_MISSING_VALUES
 from multimodal.cohorts.cohort import Cohort
 from multimodal.cohorts.sources import ClinicalSource
 from multimodal.errors import ConfigError, InputError, IntegrityError, Problem
@@ -41,22 +48,6 @@ __all__ = ["ClinicalAdapter", "ClinicalAdapterConfig", "DEFAULT_LEAKAGE_PATTERNS
 PAD, UNK = 0, 1
 MISSING, UNSEEN = "<missing>", "<UNK>"
 _STATE_VERSION = 1
-
-#: Column names (case-insensitive full match) treated as outcome / follow-up fields and never tokenized.
-DEFAULT_LEAKAGE_PATTERNS: tuple[str, ...] = (
-    r"vital_?status",
-    r"dead|deceased|death.*|days_to_death",
-    r"censor(ed|ship)?(_.*)?|.*_censorship",
-    r"(os|dss|dfi|pfi|pfs|efs|rfs)(_.*)?",
-    r"survival.*|.*_survival(_.*)?|.*_event(_.*)?",
-    r"follow_?up.*|days_to_last.*|last_(follow_?up|contact|known_alive).*",
-    r"time|event|response|outcome.*|recurrence.*|progression.*|relapse.*",
-)
-DEFAULT_MISSING_VALUES: tuple[str, ...] = (
-    "", "NA", "N/A", "NaN", "nan", "None", "null", "[Not Available]", "[Not Evaluated]", "[Unknown]",
-    "[Not Applicable]", "[Discrepancy]", "--",
-)
-
 
 @dataclass(frozen=True)
 class ClinicalAdapterConfig:
@@ -143,6 +134,16 @@ def numeric_values(series: pd.Series, missing: np.ndarray, *, file: object, fiel
     return num
 
 
+def _absent_column(src: ClinicalSource, column: str) -> Problem:
+    """The problem for a declared column the table lacks, saying why when the loader removed it."""
+    file = None if src.path is None else str(src.path)
+    if column not in src.removed:
+        return Problem(f"clinical table has no column {column!r}", file=file, field=column)
+    return Problem(f"clinical column {column!r} was removed from the features when the cohort was loaded: "
+                   f"{src.removed[column]}", file=file, field=column,
+                   hint="declare it in the manifest's clinical categorical/numeric if it is truly a baseline feature")
+
+
 @register_adapter("clinical")
 class ClinicalAdapter(Adapter):
     """Wide clinical table -> one static token per variable (see the module docstring)."""
@@ -174,9 +175,17 @@ class ClinicalAdapter(Adapter):
     def _leaky(self, column: str) -> bool:
         return any(re.fullmatch(p, column, flags=re.IGNORECASE) for p in self.config.exclude_patterns)
 
-    def _columns(self, src: ClinicalSource) -> tuple[list[tuple[str, str]], list[str]]:
+    def _table(self, src: ClinicalSource) -> pd.DataFrame:
+        """The source's table (index as str), plus the withheld identifier-like columns this config declares."""
+        table = src.table
+        wanted = [c for c in (*self.config.categorical, *self.config.numeric) if c not in table.columns]
+        if src.withheld is not None and any(c in src.withheld.columns for c in wanted):
+            table = table.join(src.withheld[[c for c in wanted if c in src.withheld.columns]])
+        return table.set_axis(table.index.map(str), axis=0)
+
+    def _columns(self, src: ClinicalSource, table: pd.DataFrame) -> tuple[list[tuple[str, str]], list[str]]:
         """([(column, kind)] in table order, excluded columns)."""
-        cfg, table = self.config, src.table
+        cfg = self.config
         leaky_declared = [c for c in (*cfg.categorical, *cfg.numeric) if self._leaky(c)]
         if leaky_declared:
             raise ConfigError(
@@ -187,9 +196,7 @@ class ClinicalAdapter(Adapter):
         kinds |= {c: "categorical" for c in cfg.categorical} | {c: "numeric" for c in cfg.numeric}
         absent = [c for c in kinds if c not in table.columns]
         if absent:
-            probs = [Problem(f"clinical table has no column {c!r}", file=None if src.path is None else str(src.path),
-                             field=c) for c in absent]
-            raise InputError(problems=probs)
+            raise InputError(problems=[_absent_column(src, c) for c in absent])
         if not kinds and cfg.infer:
             for c in table.columns:
                 s = table[c]
@@ -197,8 +204,8 @@ class ClinicalAdapter(Adapter):
                     continue
                 numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
                 kinds[str(c)] = "numeric" if numeric else "categorical"
-        excluded = [c for c in kinds if c in cfg.exclude or (self._leaky(c) and c not in (*cfg.categorical,
-                                                                                        *cfg.numeric))]
+        declared = (*cfg.categorical, *cfg.numeric, *src.allowed)
+        excluded = [c for c in kinds if c in cfg.exclude or (self._leaky(c) and c not in declared)]
         chosen = [(str(c), kinds[str(c)]) for c in table.columns if str(c) in kinds and str(c) not in excluded]
         return chosen, sorted(excluded)
 
@@ -207,8 +214,8 @@ class ClinicalAdapter(Adapter):
         """Fit levels and numeric statistics on ``patient_ids`` (those with a row in the table)."""
         super().bind(cohort)
         src = self._source(cohort)
-        table = src.table.set_axis(src.table.index.map(str), axis=0)
-        columns, excluded = self._columns(src)
+        table = self._table(src)
+        columns, excluded = self._columns(src, table)
         self.excluded = tuple(excluded)
         train = table.loc[[p for p in dict.fromkeys(map(str, patient_ids)) if p in table.index]]
         missing_values = frozenset(self.config.missing_values)
@@ -244,7 +251,7 @@ class ClinicalAdapter(Adapter):
     def _encode(self, cohort: Cohort) -> None:
         """Tokens for every cohort patient with a table row: (P, V) codes/values/masks and names."""
         src = self._source(cohort)
-        table = src.table.set_axis(src.table.index.map(str), axis=0)
+        table = self._table(src)
         table = table.loc[[p for p in cohort.patients.index if p in table.index]]
         index = {c: i for i, c in enumerate(self.vocabulary)}
         missing_values = frozenset(self.config.missing_values)

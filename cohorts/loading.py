@@ -23,6 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multimodal.cohorts.clinical_columns import (
+    LOADER_LEAKAGE_PATTERNS,
+    clinical_feature_table,
+    declared_outcome_columns,
+    flagged_declared,
+    is_identifier_reason,
+)
 from multimodal.cohorts.cohort import EVENT, PREDICTION_TIME, RESPONSE, TIME, TREATMENT, Cohort, Fold
 from multimodal.cohorts.manifest import (
     MODALITY_SPECS,
@@ -468,8 +475,28 @@ def _time_column(raw: pd.DataFrame, col: str, file: Path, log: ProblemLog) -> pd
     return num
 
 
+#: A coded status as cBioPortal writes it: ``1:DECEASED``, ``0:LIVING``, ``1:Recurred/Progressed``, ``0:CENSORED``.
+_CODED_STATUS = re.compile(r"([01])\s*:.*")
+_BINARY_TEXT = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+
+
+def _binary_text(value: Any) -> bool | None:
+    """True/False for a boolean-like text (``true``, ``0``, ``1:DECEASED`` ...), None when it is none."""
+    if pd.isna(value):
+        return None
+    text = str(value).strip().lower()
+    if text in _BINARY_TEXT:
+        return _BINARY_TEXT[text]
+    m = _CODED_STATUS.fullmatch(text)
+    return None if m is None else m.group(1) == "1"
+
+
 def as_binary(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Parse a boolean-or-0/1 column: returns (nullable boolean values, mask of present but invalid entries)."""
+    """Parse a boolean-or-0/1 column: returns (nullable boolean values, mask of present but invalid entries).
+
+    Text may also be a cBioPortal coded status (``1:DECEASED`` / ``0:LIVING``, ``1:Recurred/Progressed`` /
+    ``0:DiseaseFree``, ``1:PROGRESSION`` / ``0:CENSORED``): the digit before the colon is the code.
+    """
     missing = series.isna()
     if pd.api.types.is_bool_dtype(series):
         return series.astype("boolean"), pd.Series(False, index=series.index)
@@ -479,12 +506,15 @@ def as_binary(series: pd.Series) -> tuple[pd.Series, pd.Series]:
         out = pd.Series(pd.NA, index=series.index, dtype="boolean")
         out[ok] = v[ok] == 1.0
         return out, ~ok & ~missing
-    table = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
-    mapped = series.map(lambda x: table.get(str(x).strip().lower()) if not pd.isna(x) else None)
+    mapped = series.map(_binary_text)
     out = pd.Series(pd.NA, index=series.index, dtype="boolean")
     good = mapped.notna()
     out[good] = mapped[good].astype(bool)
     return out, ~good & ~missing
+
+
+def _examples(values: Sequence[Any], k: int = 3) -> str:
+    return ", ".join(map(str, values[:k])) + (" ..." if len(values) > k else "")
 
 
 def _event_column(raw: pd.DataFrame, event_col: str | None, censor_col: str | None, spec: PatientTableSpec,
@@ -493,16 +523,33 @@ def _event_column(raw: pd.DataFrame, event_col: str | None, censor_col: str | No
     if col is None:  # unknown (a problem was logged): NA, so summaries do not count it as censored
         return pd.Series(pd.NA, index=raw.index, dtype="boolean")
     values, bad = as_binary(raw[col])
-    for pid, value in raw[col][bad].items():
-        log.error(f"{'event' if event_col else 'censorship'} must be boolean or 0/1, got {value!r}", file=file,
-                  patient=pid, field=col, hint="True/1 = event observed" if event_col else None,
-                  group="event not binary")
-    for pid in raw.index[raw[col].isna().to_numpy()]:
-        log.error("event status is missing", file=file, patient=pid, field=col, group="missing event")
+    _log_bad_events(raw[col], bad, "event" if event_col else "censorship", file, log)
+    missing = [str(p) for p in raw.index[raw[col].isna().to_numpy()]]
+    if len(missing) == 1:
+        log.error("event status is missing", file=file, patient=missing[0], field=col)
+    elif missing:
+        log.error(f"{len(missing)} patients have no event status, e.g. {_examples(missing)}", file=file, field=col)
     event = values.fillna(False).astype(bool)
     if censor_col is not None and spec.censorship_polarity == "1_is_censored":
         event = ~event & values.notna()
     return event.astype(bool)
+
+
+def _log_bad_events(src: pd.Series, bad: pd.Series, what: str, file: Path, log: ProblemLog) -> None:
+    """One problem for every patient whose event/censorship value is not binary (one line, with a count)."""
+    wrong = src[bad.to_numpy()]
+    if wrong.empty:
+        return
+    hint = ("True/1 = event observed; cBioPortal codes such as '1:DECEASED' / '0:LIVING' are read by their digit"
+            if what == "event" else None)
+    if len(wrong) == 1:
+        log.error(f"{what} must be boolean or 0/1 (or a coded status such as '1:DECEASED'), got {wrong.iloc[0]!r}",
+                  file=file, patient=str(wrong.index[0]), field=str(src.name), hint=hint)
+        return
+    values = [repr(v) for v in pd.unique(wrong.astype(str))]
+    log.error(f"{len(wrong)} patients have {what} values that are not boolean or 0/1 (or a coded status such as "
+              f"'1:DECEASED'): {_examples(values)}; e.g. patients {_examples([str(p) for p in wrong.index])}",
+              file=file, field=str(src.name), hint=hint)
 
 
 def _datetime_column(raw: pd.DataFrame, col: str, file: Path, log: ProblemLog) -> pd.Series:
@@ -986,29 +1033,21 @@ def _resolve_clinical(name: str, spec: ClinicalSpec, res: ResolvedManifest,
                       known: set[str] | None) -> ClinicalSource | None:
     log, where = res.log, f"modalities.{name}"
     path = _under(res.root, spec.path)
-    try:
-        table = read_table(path, str_columns=[spec.id])
-    except InputError as exc:
-        p = exc.problems[0]
-        log.error(f"clinical table: {p.message}", file=path, field=f"{where}.path", hint=p.hint)
+    table = _read_clinical_table(path, spec, where, log)
+    if table is None:
         return None
-    if spec.id not in table.columns:
-        log.error(f"clinical table has no column {spec.id!r}", file=path, field=spec.id,
-                  hint=_did_you_mean(spec.id, table.columns))
-        return None
-    ids = table[spec.id].map(norm_id)
-    table = table.loc[ids.notna().to_numpy()].drop(columns=[spec.id])
-    table.index = pd.Index(ids.dropna().to_numpy(dtype=object), name="patient_id")
-    for pid in pd.unique(table.index[table.index.duplicated()]):
-        log.error("duplicate patient id in the clinical table", file=path, patient=pid, field=spec.id,
-                  group="clinical duplicate")
-    table = table[~table.index.duplicated(keep="first")]
     for col in spec.exclude:
         if col not in table.columns:
             log.warn(f"excluded column {col!r} is not in the table", file=path, field=f"{where}.exclude")
-    table = table.drop(columns=[c for c in spec.exclude if c in table.columns])
-    for col in (*spec.categorical, *spec.numeric):
-        if col not in table.columns:
+    declared = (*spec.categorical, *spec.numeric)
+    outcomes = declared_outcome_columns(res.spec.patients) if res.spec is not None else {}
+    clean, removed = clinical_feature_table(table, outcomes, spec.exclude, LOADER_LEAKAGE_PATTERNS, keep=declared)
+    allowed = flagged_declared(table, declared)
+    _log_clinical_columns(log, path, where, spec, removed, allowed, manifest=res.path)
+    withheld = table[[c for c, why in removed.items() if is_identifier_reason(why)]]
+    table = clean
+    for col in declared:
+        if col not in table.columns and col not in removed:
             log.error(f"clinical table has no column {col!r}", file=path, field=col,
                       hint=_did_you_mean(col, table.columns))
     categorical, numeric = spec.categorical, spec.numeric
@@ -1026,7 +1065,55 @@ def _resolve_clinical(name: str, spec: ClinicalSpec, res: ResolvedManifest,
         table[col] = num
     keep = [pid for pid in table.index
             if not _unknown_patient(log, known, str(pid), file=path, field=spec.id, what="clinical row")]
-    return ClinicalSource(table=table.loc[keep], categorical=tuple(categorical), numeric=tuple(numeric), path=path)
+    return ClinicalSource(table=table.loc[keep], categorical=tuple(categorical), numeric=tuple(numeric), path=path,
+                          removed=removed, withheld=withheld.loc[keep] if len(withheld.columns) else None,
+                          allowed=tuple(allowed))
+
+
+def _read_clinical_table(path: Path, spec: ClinicalSpec, where: str, log: ProblemLog) -> pd.DataFrame | None:
+    """The clinical table indexed by patient id (first row per patient; duplicates are problems)."""
+    try:
+        table = read_table(path, str_columns=[spec.id])
+    except InputError as exc:
+        p = exc.problems[0]
+        log.error(f"clinical table: {p.message}", file=path, field=f"{where}.path", hint=p.hint)
+        return None
+    if spec.id not in table.columns:
+        log.error(f"clinical table has no column {spec.id!r}", file=path, field=spec.id,
+                  hint=_did_you_mean(spec.id, table.columns))
+        return None
+    ids = table[spec.id].map(norm_id)
+    table = table.loc[ids.notna().to_numpy()].drop(columns=[spec.id])
+    table.index = pd.Index(ids.dropna().to_numpy(dtype=object), name="patient_id")
+    for pid in pd.unique(table.index[table.index.duplicated()]):
+        log.error("duplicate patient id in the clinical table", file=path, patient=pid, field=spec.id,
+                  group="clinical duplicate")
+    return table[~table.index.duplicated(keep="first")]
+
+
+def _log_clinical_columns(log: ProblemLog, path: Path, where: str, spec: ClinicalSpec, removed: dict[str, str],
+                          allowed: dict[str, str], *, manifest: Path) -> None:
+    """Conflicting declarations are problems; identifier-like and outcome-like removals are warnings."""
+    declared = (*spec.categorical, *spec.numeric)
+    for col in declared:
+        if col in removed:
+            log.error(f"column {col!r} is declared a clinical feature but is {removed[col]}", file=manifest,
+                      field=f"{where}.{'categorical' if col in spec.categorical else 'numeric'}",
+                      hint="a patient-table (outcome) column or an excluded one is never a feature; remove it from "
+                           "one of the lists")
+    for col, why in removed.items():
+        if is_identifier_reason(why):
+            log.warn(f"column {col!r} is not used as a feature: {why}", file=path, field=col,
+                     hint=f"declare it in {where}.categorical or {where}.numeric to use it anyway")
+    outcome = {c: why for c, why in removed.items()
+               if not is_identifier_reason(why) and c not in spec.exclude and c not in declared}
+    if outcome:
+        listed = "; ".join(f"{c} ({why})" for c, why in outcome.items())
+        log.warn(f"{len(outcome)} column(s) of the clinical table are outcomes or patient-table fields and are not "
+                 f"used as features: {listed}", file=path, field=f"{where}.path")
+    for col, why in allowed.items():
+        log.warn(f"declared clinical column {col!r} looks like an outcome or an identifier ({why}); it is used "
+                 "because it is declared", file=path, field=col, hint="make sure it is known at the prediction time")
 
 
 def _resolve_splits(spec: SplitsSpec, root: Path, known: set[str] | None, log: ProblemLog) -> list[Fold] | None:

@@ -34,6 +34,10 @@ Example (paths are relative to the manifest's folder)::
         path: clinical.csv
         categorical: [sex, stage]
         numeric: [age]
+        exclude: [note]               # never a feature. Whatever is declared, the patients section's columns,
+                                      # outcome-like names and identifier-like columns (MRNs, dates, free text) are
+                                      # removed too (multimodal.cohorts.clinical_columns); so path may be the patient
+                                      # table itself
     splits:                           # optional: external patient-level split files
       files: splits/splits_{k}.csv    # columns train, val (case ids, NaN padded)
       folds: 5

@@ -65,13 +65,23 @@ class MedsSource:
 
 @dataclass(frozen=True)
 class ClinicalSource:
-    """A wide clinical table indexed by patient id (age, sex, stage, ...)."""
+    """A wide clinical table indexed by patient id (age, sex, stage, ...).
+
+    Builders pass the table through :func:`multimodal.cohorts.clinical_columns.clinical_feature_table`, so ``table``
+    holds feature candidates only: no declared outcome / patient-table column, no excluded, outcome-like or
+    identifier-like column. ``removed`` says what was taken out and why (column -> reason); ``withheld`` keeps the
+    identifier-like columns aside (only an adapter that declares one explicitly reads it); ``allowed`` lists the
+    declared columns kept although they look like an outcome or an identifier (adapters must not drop them again).
+    """
 
     kind = "clinical"
     table: pd.DataFrame = field(compare=False)
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
     path: Path | None = None
+    removed: dict[str, str] = field(default_factory=dict, compare=False)
+    withheld: pd.DataFrame | None = field(default=None, compare=False)
+    allowed: tuple[str, ...] = ()
 
     def patients(self) -> set[str]:
         return set(map(str, self.table.index))

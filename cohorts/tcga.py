@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from multimodal.cohorts.clinical_columns import clinical_feature_table
 from multimodal.cohorts.cohort import EVENT, TIME, Cohort, Fold
 from multimodal.cohorts.sources import ClinicalSource, ModalitySource, OmicsSource
 from multimodal.errors import InputError, Problem
@@ -176,7 +177,9 @@ def _clinical_source(df: pd.DataFrame, path: Path) -> ClinicalSource:
         table["is_female"] = pd.to_numeric(table["is_female"], errors="coerce").astype("Int64")
     for c in categorical:
         table[c] = table[c].astype("category")
-    return ClinicalSource(table=table, categorical=categorical, numeric=numeric, path=path)
+    outcomes = {_ID: "patient id", _TIME: "time (survival_months)", _CENS: "censorship"}
+    table, removed = clinical_feature_table(table, outcomes, keep=(*numeric, *categorical))
+    return ClinicalSource(table=table, categorical=categorical, numeric=numeric, path=path, removed=removed)
 
 
 # ---- splits ----------------------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multimodal.cohorts.clinical_columns import LOADER_LEAKAGE_PATTERNS, clinical_feature_table
 from multimodal.cohorts.cohort import EVENT, RESPONSE, TIME, Cohort, Fold
 from multimodal.cohorts.sources import ClinicalSource, OmicsSource
 from multimodal.cohorts.tcga import _mmp_folds as read_mmp_folds
@@ -193,11 +194,16 @@ def _clinical(cdr: pd.DataFrame, ids: list[str], source: Path) -> tuple[Clinical
         table[c] = table[c].astype(object).map(lambda v: v.strip() if isinstance(v, str) else v).astype("category")
     table.index = table.index.astype(str)
     table.index.name = "patient_id"
+    outcomes = {_ID: "patient id", _OS_DAYS: "time", _OS_CENS: "censorship", RESPONSE_COLUMN: "response"}
+    table, removed = clinical_feature_table(table, outcomes, patterns=(*LOADER_LEAKAGE_PATTERNS,
+                                                                       *POST_BASELINE_PATTERNS),
+                                            keep=(*numeric, *categorical))
     post = [c for c in table.columns if is_post_baseline(c)]
     if post:
         msg = f"post-baseline column(s) {post} reached the clinical inputs"
         raise AssertionError(msg)
-    return ClinicalSource(table=table, categorical=categorical, numeric=numeric, path=source), absent
+    return ClinicalSource(table=table, categorical=categorical, numeric=numeric, path=source,
+                          removed=removed), absent
 
 
 # ---- folds ------------------------------------------------------------------------------------------------------------

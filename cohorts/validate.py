@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from multimodal.cohorts.loading import ProblemLog, ResolvedManifest, resolve_manifest
-from multimodal.cohorts.sources import MedsSource, OmicsSource, SlideRef, SlideSource
+from multimodal.cohorts.sources import ClinicalSource, MedsSource, OmicsSource, SlideRef, SlideSource
 from multimodal.errors import InputError, Problem
 
 #: Rows of a slide's feature matrix checked for NaN/inf: the first and the last half of this many.
@@ -511,6 +511,8 @@ def _summary(res: ResolvedManifest, slides: dict[str, list[SlideInfo]],
                                               "max": max(i.n_patches for i in infos)}
         if name in meds:
             entry.update(meds[name])
+        if isinstance(src, ClinicalSource):
+            entry["removed_columns"] = dict(src.removed)  # column -> why it is not a feature
         mods[name] = entry
     out["modalities"] = mods
     out["encoders"] = sorted({e for m in mods.values() for e in m.get("encoders", [])})

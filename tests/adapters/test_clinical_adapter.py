@@ -133,3 +133,15 @@ def test_rare_levels_fold_into_unk() -> None:
     assert a.variables[0].levels == ("II",)  # I and III seen once in training
     vocab = {c: i for i, c in enumerate(a.vocabulary)}
     assert a.transform("P0").codes[0, 0].item() == vocab["stage=<UNK>"]
+
+
+def test_leakage_patterns_live_in_cohorts_and_source_allowed_columns_are_kept() -> None:
+    from multimodal.adapters.clinical import DEFAULT_LEAKAGE_PATTERNS
+    from multimodal.cohorts import clinical_columns
+
+    assert DEFAULT_LEAKAGE_PATTERNS is clinical_columns.DEFAULT_LEAKAGE_PATTERNS
+    assert ClinicalAdapterConfig().exclude_patterns == DEFAULT_LEAKAGE_PATTERNS
+    # a column the manifest declared explicitly (the loader kept it, listed in `allowed`) is not dropped again
+    src = {"categorical": ("sex", "vital_status"), "numeric": ("survival_months",), "allowed": ("vital_status",)}
+    a = ClinicalAdapter().fit(cohort(**src), TRAIN)
+    assert [v.name for v in a.variables] == ["sex", "vital_status"]

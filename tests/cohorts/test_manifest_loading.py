@@ -245,3 +245,21 @@ def test_meds_example_dataset_validates(shared_data: Path, tmp_path: Path) -> No
     assert report.summary["modalities"]["ehr"]["rows"] == len(events)
     c = Cohort.from_manifest(tmp_path / "manifest.yaml")
     assert c.modalities["ehr"].subject_ids == {str(s): int(s) for s in subjects}
+
+
+def test_cbioportal_status_codes_are_event_codes(tiny_cohort: TinyCohort) -> None:
+    codes = ["1:DECEASED", "0:LIVING", "1:Recurred/Progressed", "0:DiseaseFree", "1:PROGRESSION", "0:CENSORED",
+             " 1:DECEASED ", "0:LIVING"]
+    tiny_cohort.edit_patients(lambda df: df.assign(event=codes))
+    c = Cohort.from_manifest(tiny_cohort.manifest_path)
+    assert c.patients["event"].tolist() == [True, False] * 4
+
+
+def test_a_repeated_event_error_is_reported_once_with_a_count(tiny_cohort: TinyCohort) -> None:
+    tiny_cohort.edit_patients(lambda df: df.assign(event=["DECEASED", "LIVING"] * 4))
+    res = resolve_manifest(tiny_cohort.manifest_path)
+    bad = [p for p in res.problems if p.field == "event"]
+    assert len(bad) == 1, bad
+    msg = bad[0].message
+    assert msg.startswith("8 patients have event values that are not boolean or 0/1") and "1:DECEASED" in msg
+    assert "'DECEASED', 'LIVING'" in msg and "P001, P002, P003 ..." in msg and bad[0].file.endswith("outcomes.parquet")
