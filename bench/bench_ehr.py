@@ -36,11 +36,15 @@ import pyarrow.parquet as pq
 
 N_CODES = 4000
 N_STATIC = 3
+N_SHARDS = 20
+SEED = 0
+THREADS = 2  # polars / torch threads of the timed subprocess
+TRANSFORM_BATCH = 256
 US_PER_DAY = 86_400_000_000
 
 
 def generate(
-    root: Path, *, n_subjects: int = 50_000, n_events: int = 10_000_000, n_shards: int = 20, seed: int = 0
+    root: Path, *, n_subjects: int = 50_000, n_events: int = 10_000_000, n_shards: int = N_SHARDS, seed: int = SEED
 ) -> pd.DataFrame:
     """Write a MEDS 0.4 directory ``root/data/{train,tuning,held_out}/<k>.parquet`` and return the patient table.
 
@@ -146,7 +150,7 @@ def _worker(root: Path, transform_all: bool) -> dict[str, Any]:
     from multimodal.adapters.ehr import EHRAdapter
     from multimodal.cohorts import Cohort, MedsSource
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     patients = pd.read_parquet(root / "patients.parquet")
     mapping = dict(zip(patients.index, patients["subject_id"].astype(int), strict=True))
     source = MedsSource(root=root, subject_ids=mapping)
@@ -161,9 +165,9 @@ def _worker(root: Path, transform_all: bool) -> dict[str, Any]:
     adapter = EHRAdapter().fit(cohort, ids)
     c1, t1 = _cpu_s(), time.perf_counter()
     n_tokens = 0
-    for i in range(0, len(ids), 256):
+    for i in range(0, len(ids), TRANSFORM_BATCH):
         # numpy, not a torch reduction: idle OpenMP threads would spin against polars on 2 cores
-        n_tokens += int(adapter.transform_batch(ids[i : i + 256]).mask.numpy().sum())
+        n_tokens += int(adapter.transform_batch(ids[i : i + TRANSFORM_BATCH]).mask.numpy().sum())
     c2, t2 = _cpu_s(), time.perf_counter()
     t_fit, t_batch = t1 - t0, t2 - t1
     t0 = time.perf_counter()
@@ -206,7 +210,8 @@ def run(n_subjects: int = 50_000, n_events: int = 10_000_000, *, transform_all: 
         t0 = time.perf_counter()
         generate(root, n_subjects=n_subjects, n_events=n_events)
         gen_s = time.perf_counter() - t0
-        env = dict(os.environ, POLARS_MAX_THREADS="2", OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+        env = dict(os.environ, POLARS_MAX_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS),
+                   MKL_NUM_THREADS=str(THREADS))
         cmd = [sys.executable, __file__, "--worker", str(root)] + ([] if transform_all else ["--sample-transform"])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -216,21 +221,33 @@ def run(n_subjects: int = 50_000, n_events: int = 10_000_000, *, transform_all: 
     import polars as pl
 
     result.update(
-        generate_s=gen_s, polars_threads=2, polars_version=pl.__version__, cpu_count=os.cpu_count(),
+        generate_s=gen_s, polars_threads=THREADS, polars_version=pl.__version__, cpu_count=os.cpu_count(),
         target_events_per_s=1_000_000, target_peak_rss_mb=4096,
         meets_target=result["ehr_events_per_s"] >= 1e6 and result["ehr_peak_rss_mb"] < 4096,
     )
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subjects", type=int, default=50_000)
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--sample-transform", action="store_true", help="time transform() on 5000 patients only")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def bench_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """The dataset and timing settings of a run with ``argv`` (``None``: the defaults); nothing is generated."""
+    a = _parser().parse_args(argv or [])
+    return {"n_subjects": a.subjects, "n_events": a.events, "transform_all": not a.sample_transform,
+            "n_shards": N_SHARDS, "seed": SEED, "n_codes": N_CODES, "n_static": N_STATIC, "threads": THREADS,
+            "transform_batch": TRANSFORM_BATCH}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     if args.worker is not None:
         print(json.dumps(_worker(args.worker, not args.sample_transform)))
         return

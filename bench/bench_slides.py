@@ -42,6 +42,8 @@ CHUNK_ROWS = 256
 N_PATCHES = 100_000
 DIM = 1536
 SAMPLE = 4096
+SLIDES = 3  # slides of the sampled patient
+READ_CHUNK = 16384  # rows per read in read_all, as at inference
 
 
 def write_bag(path: Path, n: int, dim: int, *, seed: int, row_chunks: bool = False) -> Path:
@@ -126,13 +128,13 @@ def run(n: int = N_PATCHES, dim: int = DIM, *, sample: int = SAMPLE, trident_lay
     with tempfile.TemporaryDirectory(prefix="bench_slides_") as tmp:
         root = Path(tmp)
         t = time.perf_counter()
-        paths = [write_bag(root / f"s{i}.h5", n, dim, seed=i) for i in range(3)]
+        paths = [write_bag(root / f"s{i}.h5", n, dim, seed=i) for i in range(SLIDES)]
         res["slide_write_seconds"] = round(time.perf_counter() - t, 2)
         nbytes = n * dim * 4
         for p in paths:
             _warm(p)
         bag = open_slide(paths[0])
-        res["slide_read_gb_per_s"] = round(_median_read(lambda: bag.read_all(16384), nbytes), 3)
+        res["slide_read_gb_per_s"] = round(_median_read(lambda: bag.read_all(READ_CHUNK), nbytes), 3)
 
         co = Cohort(name="bench", patients=pd_frame(), modalities={
             "pathology": SlideSource(slides={"P": (SlideRef("P", "s0", paths[0], "trident"),)})})
@@ -158,7 +160,7 @@ def run(n: int = N_PATCHES, dim: int = DIM, *, sample: int = SAMPLE, trident_lay
             t = time.perf_counter()
             tbag.read(np.arange(0, n, max(n // 16, 1)))  # first session: builds the per-file raw offset index
             res["slide_trident_index_seconds"] = round(time.perf_counter() - t, 3)
-            res["slide_read_trident_layout_gb_per_s"] = round(_median_read(lambda: tbag.read_all(16384), nbytes), 3)
+            res["slide_read_trident_layout_gb_per_s"] = round(_median_read(lambda: tbag.read_all(READ_CHUNK), nbytes), 3)
     res["targets"] = {"slide_read_gb_per_s": ">= 1.0", "slide_sample_rss_growth_mb": "< 100"}
     return res
 
@@ -169,13 +171,24 @@ def pd_frame() -> Any:
     return pd.DataFrame({"time": [1.0], "event": [True]}, index=["P"])
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patches", type=int, default=N_PATCHES)
     ap.add_argument("--dim", type=int, default=DIM)
     ap.add_argument("--sample", type=int, default=SAMPLE)
     ap.add_argument("--no-trident-layout", action="store_true", help="skip the one-row-per-chunk comparison")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def bench_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """The bag sizes and read settings of a run with ``argv`` (``None``: the defaults); nothing is written."""
+    a = _parser().parse_args(argv or [])
+    return {"patches": a.patches, "dim": a.dim, "sample": a.sample, "trident_layout": not a.no_trident_layout,
+            "slides": SLIDES, "chunk_rows": CHUNK_ROWS, "read_chunk": READ_CHUNK}
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = _parser().parse_args(argv)
     print(json.dumps(run(a.patches, a.dim, sample=a.sample, trident_layout=not a.no_trident_layout), indent=2))
 
 

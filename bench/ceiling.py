@@ -24,6 +24,7 @@ Usage: ``python -m bench.ceiling [SEED ...]`` (default seeds 1 2 3) → ``bench/
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from bench.common import synthetic_survival_study, write_results
+from bench.common import cohort_settings, survival_study_config, synthetic_survival_study, write_results
 from multimodal.adapters.genesets import read_gene_sets
 from multimodal.adapters.meds_io import scan_meds
 from multimodal.adapters.omics_io import read_expression, read_maf
@@ -44,6 +45,9 @@ from multimodal.metrics import harrell_c
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_INDEX = {"I": 0.0, "II": 1.0, "III": 2.0, "IV": 3.0}
+SEEDS = (1, 2, 3)
+SURVIVAL_PATIENTS = 300
+RESPONSE = {"seed": 0, "patients": 300}
 
 
 def _latent_frame(truth: dict[str, Any]) -> tuple[pd.DataFrame, list[str]]:
@@ -142,7 +146,7 @@ def _cox_c(f: pd.DataFrame, cols: list[str], cohort: Any, train: list[str], test
     return float(harrell_c(tt, et, model.predict(tf(test).to_numpy())))
 
 
-def survival_ceiling(seed: int, patients: int = 300) -> dict[str, Any]:
+def survival_ceiling(seed: int, patients: int = SURVIVAL_PATIENTS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         manifest, truth, st = synthetic_survival_study(Path(tmp), patients, seed)
         c = st.cohort
@@ -168,7 +172,7 @@ def survival_ceiling(seed: int, patients: int = 300) -> dict[str, Any]:
             "gap_to_oracle": {k: mean["oracle"] - v for k, v in mean.items() if k != "oracle"}}
 
 
-def response_ceiling(seed: int = 0, patients: int = 300) -> dict[str, Any]:
+def response_ceiling(seed: int = RESPONSE["seed"], patients: int = RESPONSE["patients"]) -> dict[str, Any]:
     """Per-arm response correlation of reference logistic models on bench.explain's split (seed 0, 1/4 test)."""
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
 
@@ -249,8 +253,22 @@ def _cox_pathway_recall(obs: pd.DataFrame, truth: dict[str, Any], cohort: Any, t
     return len(set(top5) & set(causal)) / len(causal)
 
 
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("seeds", nargs="*", type=int, metavar="SEED", help="survival cohort seeds (default: 1 2 3)")
+    return ap
+
+
+def bench_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """What ``python -m bench.ceiling ARGV`` runs (``None``: seeds 1 2 3): each survival study, the response cohort."""
+    seeds = _parser().parse_args(argv or []).seeds or list(SEEDS)
+    return {"seeds": seeds, "survival": survival_study_config(SURVIVAL_PATIENTS),
+            "response": {**RESPONSE, "cohort_settings": cohort_settings()}}
+
+
 def main(argv: list[str]) -> int:
-    seeds = [int(s) for s in argv] or [1, 2, 3]
+    config = bench_config(argv)
+    seeds = config["seeds"]
     t0 = time.perf_counter()
     surv = [survival_ceiling(s) for s in seeds]
     for s in surv:
@@ -258,7 +276,7 @@ def main(argv: list[str]) -> int:
     resp = response_ceiling()
     print(json.dumps(resp), flush=True)
     write_results("ceiling", {"survival": surv, "response": resp, "seconds": time.perf_counter() - t0,
-                              "note": "reference models given the planted features; see bench/ceiling.py"})
+                              "note": "reference models given the planted features; see bench/ceiling.py"}, config)
     return 0
 
 

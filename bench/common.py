@@ -1,19 +1,38 @@
-"""Shared helpers for the benchmarks: results JSON, machine facts, fp32 matmul peak, RSS sampling."""
+"""Shared helpers for the benchmarks: results JSON with provenance, machine facts, fp32 matmul peak, RSS sampling.
+
+Every benchmark module has ``bench_config(argv=None) -> dict``: the settings it runs with for the command-line
+arguments ``argv`` (``None``: its defaults, what ``make bench`` runs), computed without running anything heavy, and
+writes its result with :func:`write_results`, which records that config, its digest and the git commit.
+``tests/bench/test_results_provenance.py`` checks the committed results against what their benches would run now.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import platform
+import subprocess
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
+#: Tracked folders whose uncommitted changes mark a result ``dirty`` (the results themselves excluded).
+SOURCE_DIRS = ("multimodal", "adapters", "cohorts", "bench", "configs")
+#: Placeholders recorded for machine-specific paths, so a config's digest is the same on every machine.
+SYNTHETIC_MANIFEST = "<synthetic cohort>"
+SHARED_DATA = "<shared data>"
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+#: configs/demo.yaml as the survival benchmarks run it: one model with the selected epoch's weights.
+SURVIVAL_OVERRIDES = ("task=survival", "model.ensemble=1", "training.average_epochs=1")
 
 
 def machine() -> dict[str, Any]:
@@ -69,22 +88,110 @@ class PeakRSS:
         self.peak_mb = max(self.peak_mb, self.proc.memory_info().rss / 2**20)
 
 
-def write_results(name: str, data: dict[str, Any]) -> Path:
-    """Merge ``data`` into ``bench/results/<name>.json`` (atomic)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def _git(repo: Path, *args: str) -> str | None:
+    """stdout of ``git -C repo ARGS``; ``None`` when git is missing or fails (e.g. not a repository)."""
+    try:
+        r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def git_state(repo: Path = REPO) -> dict[str, Any] | None:
+    """``{"sha": HEAD, "dirty": uncommitted changes to tracked files under SOURCE_DIRS}``; ``None`` without git."""
+    sha = _git(repo, "rev-parse", "HEAD")
+    if not sha:
+        return None
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", *SOURCE_DIRS,
+                  ":(exclude)bench/results")
+    return {"sha": sha.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+def _plain(o: Any) -> Any:
+    from multimodal.config import to_dict
+
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return to_dict(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not allowed in a bench config: {type(o).__name__}")
+
+
+def canonical_json(obj: Any) -> str:
+    """Key-sorted, whitespace-free JSON: the form a config's digest is taken of."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=_plain)
+
+
+def plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as JSON reads it back (tuples as lists, dataclasses as dicts): what a result file records."""
+    return json.loads(canonical_json(config))
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON of ``config``."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def experiment_config(source: Path | Mapping[str, Any], overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """An experiment config (a YAML path or a mapping) with ``overrides``, every default filled in, as a plain dict.
+
+    Pass machine-specific paths as the placeholders above (``data.manifest=<synthetic cohort>``,
+    ``data.root=<shared data>``) so that the digest does not depend on the machine.
+    """
+    from multimodal.config import apply_overrides, from_dict, to_dict
+    from multimodal.experiment import ExperimentConfig, load_experiment
+
+    if isinstance(source, Mapping):
+        return to_dict(apply_overrides(from_dict(ExperimentConfig, source), overrides))
+    return to_dict(load_experiment(source, overrides))
+
+
+def synthetic_settings(**kw: Any) -> dict[str, Any]:
+    """Every setting of the synthetic cohort generator (``SyntheticConfig(**kw)``) as a plain dict."""
+    from multimodal.cohorts.synthetic import SyntheticConfig
+    from multimodal.config import to_dict
+
+    return to_dict(SyntheticConfig(**kw))
+
+
+def cohort_settings(**kw: Any) -> dict[str, Any]:
+    """:func:`synthetic_settings` less ``patients`` and ``seed`` (which the caller records): shared by several cohorts."""
+    return {k: v for k, v in synthetic_settings(**kw).items() if k not in ("patients", "seed")}
+
+
+def survival_study_config(patients: int) -> dict[str, Any]:
+    """What :func:`synthetic_survival_study` runs, but for the seed: cohort size and settings, resolved experiment."""
+    return {"patients": patients, "cohort_settings": cohort_settings(),
+            "experiment": experiment_config(DEMO_CONFIG, [f"data.manifest={SYNTHETIC_MANIFEST}", *SURVIVAL_OVERRIDES])}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def write_results(name: str, data: dict[str, Any], config: Mapping[str, Any], *, merge: bool = False) -> Path:
+    """Write ``bench/results/<name>.json`` atomically: ``data`` with its provenance.
+
+    Adds ``commit`` (:func:`git_state`), ``config`` (the settings the bench ran with: its ``bench_config``),
+    ``config_digest`` (:func:`config_digest` of ``config``) and ``machine``. By default the file is replaced.
+    ``merge=True`` is for a file that several commands write a part of (``train.json``: ``bench.throughput`` and
+    ``bench.train``): ``data``'s keys replace those of the file, ``config``'s top-level keys (the parts this command
+    ran) replace those of the recorded config, the digest covers the merged config, and ``part_commits`` records the
+    commit of each part.
+    """
+    from multimodal.io import write_json_atomic
+
     path = RESULTS / f"{name}.json"
-    old: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            old = {}
-    old.update(data)
-    old["machine"] = machine()
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(old, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    old = _read_json(path) if merge else {}
+    cfg = plain_config({**(old.get("config") or {}), **config} if merge else config)
+    commit = git_state()
+    out = {**old, **data, "commit": commit, "config": cfg, "config_digest": config_digest(cfg), "machine": machine()}
+    if merge:
+        out["part_commits"] = {**(old.get("part_commits") or {}), **dict.fromkeys(config, commit)}
+    return write_json_atomic(path, out)
 
 
 def synthetic_survival_study(folder: Path, patients: int, seed: int) -> tuple[Path, dict[str, Any], Any]:
@@ -99,9 +206,7 @@ def synthetic_survival_study(folder: Path, patients: int, seed: int) -> tuple[Pa
     from multimodal.study import Study
 
     manifest = generate_synthetic_cohort(folder / "cohort", SyntheticConfig(patients=patients, seed=seed))
-    repo = Path(__file__).resolve().parents[1]
-    cfg = load_experiment(repo / "configs" / "demo.yaml", [f"data.manifest={manifest}", "task=survival",
-                                                                 "model.ensemble=1", "training.average_epochs=1"])
+    cfg = load_experiment(DEMO_CONFIG, [f"data.manifest={manifest}", *SURVIVAL_OVERRIDES])
     return manifest, load_ground_truth(manifest), Study(cfg)
 
 

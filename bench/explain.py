@@ -35,9 +35,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import RESULTS, write_results
+from bench.common import (
+    DEMO_CONFIG,
+    RESULTS,
+    SYNTHETIC_MANIFEST,
+    cohort_settings,
+    experiment_config,
+    synthetic_settings,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parents[1]
+THREADS = 2
+#: The report-latency patient's cohort: 3 slides x 10k patches.
+REPORT_COHORT = {"patients": 8, "seed": 1, "patches_per_slide": 10_000, "patches_per_slide_sigma": 0.0,
+                 "slides_per_patient": (3, 3), "embed_dim": 64}
 METRICS = ("pathway_recall_at_5", "pathway_token_recall_at_5", "pathway_recall_at_5_uncentered",
            "pathway_recall_at_5_own_copies", "patch_auroc_high_risk",
            "causal_lab_top3_fraction", "causal_lab_top1_fraction", "per_arm_response_corr")
@@ -51,7 +63,7 @@ def _train(manifest: Path, overrides: list[str]):
     from multimodal.explain.validation import holdout_split
     from multimodal.pipeline import Pipeline
 
-    cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", *overrides])
+    cfg = load_experiment(DEMO_CONFIG, [f"data.manifest={manifest}", *overrides])
     cohort = load_cohort(cfg.data)
     train, test = holdout_split(cohort.patient_ids)
     tr, val = validation_split(train, cohort.patients.loc[train, "event"].astype(int).to_numpy(),
@@ -92,9 +104,7 @@ def report_latency(pipe: Any, tmp: Path) -> dict[str, Any]:
     from multimodal.explain.risk import explain_patient
     from multimodal.report.patient import write_patient_report
 
-    big = generate_synthetic_cohort(tmp / "big", SyntheticConfig(
-        patients=8, seed=1, patches_per_slide=10_000, patches_per_slide_sigma=0.0, slides_per_patient=(3, 3),
-        embed_dim=64))
+    big = generate_synthetic_cohort(tmp / "big", SyntheticConfig(**REPORT_COHORT))
     bc = Cohort.from_manifest(big)
     pid = next(p for p in bc.patient_ids if all(bc.has(m, p) for m in bc.modalities))
     explain_patient(pipe, bc, pid, mc_samples=2, n_steps=4)  # warm-up (imports, caches); binds to bc
@@ -110,7 +120,7 @@ def report_latency(pipe: Any, tmp: Path) -> dict[str, Any]:
 
 def run(patients: int = 1000, seeds: tuple[int, ...] = (0, 1, 2), demo_size: int | None = 300,
         overrides: list[str] | None = None) -> dict[str, Any]:
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     ov = list(overrides or [])
     out: dict[str, Any] = {"protocol": __doc__.split("Protocol: ")[1].split("\n\n")[0].replace("\n", " "),
                            "overrides": ov, "cohorts": []}
@@ -135,13 +145,35 @@ def run(patients: int = 1000, seeds: tuple[int, ...] = (0, 1, 2), demo_size: int
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=1000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--demo-size", type=int, default=300, help="also one run at this size (0 = skip)")
     ap.add_argument("--out", default="explain", help="results name (explain...): bench/results/OUT.json")
     ap.add_argument("overrides", nargs="*", help="experiment-config overrides, e.g. model.d_model=32")
+    return ap
+
+
+def _config(a: argparse.Namespace) -> dict[str, Any]:
+    """Everything that determines the figures of a run with arguments ``a`` (``--out`` only names the file)."""
+    return {"patients": a.patients, "seeds": list(a.seeds), "demo_size": a.demo_size or None,
+            "overrides": list(a.overrides), "threads": THREADS, "cohort_settings": cohort_settings(),
+            "report_cohort": synthetic_settings(**REPORT_COHORT),
+            "experiment": experiment_config(DEMO_CONFIG, [f"data.manifest={SYNTHETIC_MANIFEST}", *a.overrides])}
+
+
+def bench_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """The config of ``python -m bench.explain ARGV`` (``None``: the defaults), recorded in its results file.
+
+    ``cohort_settings`` are the generator's settings of every cohort but its size and seed; a bad override raises
+    :class:`multimodal.errors.ConfigError`.
+    """
+    return _config(_parser().parse_args(argv or []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     a = ap.parse_args(argv)
     if not re.fullmatch(r"explain[A-Za-z0-9_-]*", a.out):  # a name, never a path or another benchmark's file
         ap.error(f"--out {a.out!r}: a name starting with 'explain' (letters, digits, '_', '-'), written as {RESULTS}/"
@@ -149,12 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     from multimodal.errors import ConfigError
 
     try:
+        config = _config(a)
         res = run(a.patients, tuple(a.seeds), a.demo_size or None, a.overrides)
     except ConfigError as exc:  # e.g. --patients too small, a bad override: a message, exit 2, nothing written
         print(f"explain.py: error: {exc}", file=sys.stderr)
         return 2
-    (RESULTS / f"{a.out}.json").unlink(missing_ok=True)  # this run replaces the whole file (no stale keys)
-    write_results(a.out, res)
+    write_results(a.out, res, config)  # this run replaces the whole file (no stale keys)
     print(json.dumps({"mean": res["mean"], "mean_untrained": res["mean_untrained"],
                       "report_seconds": res["report_seconds"]}, indent=2))
     return 0

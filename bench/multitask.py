@@ -14,6 +14,7 @@ Usage: ``python -m bench.multitask`` → ``bench/results/multitask.json`` (about
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -23,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import fit_fold, write_results
+from bench.common import DEMO_CONFIG, SYNTHETIC_MANIFEST, cohort_settings, experiment_config, fit_fold, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_SEEDS = (11, 12, 13)
+PATIENTS = 300
 # every candidate pins what it compares: changing the demo config does not change what a candidate means
 ONE = ["model.ensemble=1", "training.average_epochs=1"]  # one training, the selected epoch's weights
 CANDIDATES: dict[str, list[str]] = {
@@ -50,7 +52,7 @@ def _folds(manifest: Path, truth: dict[str, Any], overrides: list[str]) -> list[
     from multimodal.metrics import harrell_c
     from multimodal.study import Study
 
-    cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", *overrides])
+    cfg = load_experiment(DEMO_CONFIG, [f"data.manifest={manifest}", *overrides])
     st = Study(cfg)
     c = st.cohort
     by_arm = {p["patient_id"]: p["response_probability_by_arm"] for p in truth["patients"]}
@@ -70,7 +72,7 @@ def _folds(manifest: Path, truth: dict[str, Any], overrides: list[str]) -> list[
     return out
 
 
-def run(seeds: tuple[int, ...] = DEV_SEEDS, patients: int = 300) -> dict[str, Any]:
+def run(seeds: tuple[int, ...] = DEV_SEEDS, patients: int = PATIENTS) -> dict[str, Any]:
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort, load_ground_truth
 
     t0 = time.perf_counter()
@@ -95,6 +97,24 @@ def run(seeds: tuple[int, ...] = DEV_SEEDS, patients: int = 300) -> dict[str, An
     return res
 
 
+def _parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
+
+def bench_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """What ``python -m bench.multitask`` runs (no arguments): the cohorts, configs/demo.yaml and each candidate's
+    overrides of it."""
+    _parser().parse_args(argv or [])
+    return {"seeds": list(DEV_SEEDS), "patients": PATIENTS, "cohort_settings": cohort_settings(),
+            "experiment": experiment_config(DEMO_CONFIG, [f"data.manifest={SYNTHETIC_MANIFEST}"]),
+            "candidates": CANDIDATES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = bench_config(sys.argv[1:] if argv is None else argv)
+    write_results("multitask", run(tuple(config["seeds"]), config["patients"]), config)
+    return 0
+
+
 if __name__ == "__main__":
-    write_results("multitask", run())
-    sys.exit(0)
+    sys.exit(main())

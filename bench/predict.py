@@ -23,7 +23,7 @@ import psutil
 import torch
 import yaml
 
-from bench.common import write_results
+from bench.common import SYNTHETIC_MANIFEST, cohort_settings, experiment_config, write_results
 
 EXPERIMENT = {
     "name": "bench-predict", "seed": 0, "task": "both",
@@ -33,6 +33,11 @@ EXPERIMENT = {
     "model": {"d_model": 32, "depth": 1, "num_heads": 2, "num_latents": 4, "num_bins": 4},
     "training": {"epochs": 1, "batch_size": 16, "progress": False},
 }
+#: Per-patient sizes of both cohorts (the 10k predicted, seed 1; the small training one, seed 0).
+COHORT = {"patches_per_slide": 16, "patches_per_slide_sigma": 0.0, "slides_per_patient": (1, 1), "embed_dim": 8,
+          "n_genes": 40, "n_pathways": 4}
+SEEDS = {"predict": 1, "train": 0}
+TRAIN_PATIENTS, BATCH_SIZE, THREADS = 200, 32, 1
 
 
 class RSSTrace:
@@ -69,13 +74,11 @@ class RSSTrace:
 def _cohort(out: Path, patients: int, seed: int) -> Path:
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
 
-    return generate_synthetic_cohort(out, SyntheticConfig(
-        patients=patients, seed=seed, patches_per_slide=16, patches_per_slide_sigma=0.0, slides_per_patient=(1, 1),
-        embed_dim=8, n_genes=40, n_pathways=4))
+    return generate_synthetic_cohort(out, SyntheticConfig(patients=patients, seed=seed, **COHORT))
 
 
-def run(patients: int = 10_000, train_patients: int = 200, batch_size: int = 32, chunk: int = 512,
-        threads: int = 1) -> dict[str, Any]:
+def run(patients: int = 10_000, train_patients: int = TRAIN_PATIENTS, batch_size: int = BATCH_SIZE, chunk: int = 512,
+        threads: int = THREADS) -> dict[str, Any]:
     """Generate, train, predict; return the figures."""
     from multimodal.api import predict_to_parquet, train_pipeline
 
@@ -83,9 +86,9 @@ def run(patients: int = 10_000, train_patients: int = 200, batch_size: int = 32,
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         d = Path(tmp)
         t = time.perf_counter()
-        big = _cohort(d / "big", patients, seed=1)
+        big = _cohort(d / "big", patients, seed=SEEDS["predict"])
         gen_s = time.perf_counter() - t
-        small = _cohort(d / "small", train_patients, seed=0)
+        small = _cohort(d / "small", train_patients, seed=SEEDS["train"])
         exp = dict(EXPERIMENT, data={"layout": "manifest", "manifest": str(small)})
         (d / "exp.yaml").write_text(yaml.safe_dump(exp))
         t = time.perf_counter()
@@ -119,14 +122,37 @@ def run(patients: int = 10_000, train_patients: int = 200, batch_size: int = 32,
     }
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=10_000)
     ap.add_argument("--chunk", type=int, default=512)
-    args = ap.parse_args()
+    return ap
+
+
+def _part(patients: int) -> str:
+    return "predict_10k" if patients == 10_000 else f"predict_{patients}"
+
+
+def _config(a: argparse.Namespace) -> dict[str, Any]:
+    return {_part(a.patients): {
+        "patients": a.patients, "chunk": a.chunk, "train_patients": TRAIN_PATIENTS, "batch_size": BATCH_SIZE,
+        "threads": THREADS, "cohort_seeds": SEEDS,
+        "cohort_settings": cohort_settings(**COHORT),
+        "experiment": experiment_config({**EXPERIMENT, "data": {"layout": "manifest", "manifest": SYNTHETIC_MANIFEST}}),
+    }}
+
+
+def bench_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """The part of predict.json that ``python -m bench.predict ARGV`` writes (``None``: ``predict_10k``)."""
+    return _config(_parser().parse_args(argv or []))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    config = _config(args)
     res = run(args.patients, chunk=args.chunk)
     print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in res.items()})
-    write_results("predict", {"predict_10k" if args.patients == 10_000 else f"predict_{args.patients}": res})
+    write_results("predict", {_part(args.patients): res}, config, merge=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Usage: ``python -m bench.response`` (all cohorts), ``python -m bench.response bl
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import write_results
+from bench.common import SHARED_DATA, experiment_config, write_results
 from multimodal.config import apply_overrides
 from multimodal.errors import InputError
 from multimodal.experiment import load_cohort, load_experiment
@@ -37,6 +38,11 @@ COHORTS = ("blca", "brca", "kirc")
 RUNS = REPO / "runs" / "bench_response"
 #: Tuning candidates: overrides of the BLCA config (see ``tune``).
 CANDIDATES: dict[str, list[str]] = {}
+TUNE_COHORT, TUNE_INNER_FOLDS = "blca", 4
+
+
+def _tune_overrides(inner_folds: int) -> list[str]:
+    return ["evaluation.ablations=false", "evaluation.bootstrap=0", "data.splits=kfold", f"evaluation.folds={inner_folds}"]
 
 
 def _data_root() -> Path:
@@ -106,12 +112,11 @@ def run(cohorts: Sequence[str] = COHORTS) -> dict[str, Any]:
     return res
 
 
-def tune(candidates: dict[str, list[str]] | None = None, cohort: str = "blca", inner_folds: int = 4,
+def tune(candidates: dict[str, list[str]] | None = None, cohort: str = TUNE_COHORT, inner_folds: int = TUNE_INNER_FOLDS,
          out_root: Path = RUNS / "tuning") -> dict[str, Any]:
     """Compare model candidates inside the training part of ``cohort``'s fold 0 (see the module docstring)."""
     cands = candidates if candidates is not None else CANDIDATES
-    base = _config(cohort, ["evaluation.ablations=false", "evaluation.bootstrap=0", "data.splits=kfold",
-                            f"evaluation.folds={inner_folds}"])
+    base = _config(cohort, _tune_overrides(inner_folds))
     full = load_cohort(base.data)
     assert full.splits
     sub = full.subset(full.splits[0].train)
@@ -131,13 +136,41 @@ def tune(candidates: dict[str, list[str]] | None = None, cohort: str = "blca", i
     return out
 
 
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("cohorts", nargs="*", metavar="COHORT", help=f"any of {', '.join(COHORTS)} (default: all)")
+    ap.add_argument("--tune", action="store_true", help="the tuning protocol instead (writes 'tuning')")
+    return ap
+
+
+def _experiment(cohort: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    return experiment_config(REPO / "configs" / f"tcga_response_{cohort}.yaml", [f"data.root={SHARED_DATA}", *overrides])
+
+
+def _run_config(a: argparse.Namespace, ap: argparse.ArgumentParser) -> dict[str, Any]:
+    if a.tune:
+        return {"tuning": {"cohort": TUNE_COHORT, "inner_folds": TUNE_INNER_FOLDS, "candidates": CANDIDATES,
+                           "experiment": _experiment(TUNE_COHORT, _tune_overrides(TUNE_INNER_FOLDS))}}
+    cohorts = a.cohorts or list(COHORTS)
+    if unknown := sorted(set(cohorts) - set(COHORTS)):
+        ap.error(f"unknown cohort(s) {unknown}: choose from {', '.join(COHORTS)}")
+    return {"run": {"cohorts": cohorts, "experiments": {c: _experiment(c) for c in cohorts}}}
+
+
+def bench_config(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The part of response.json that ``python -m bench.response ARGV`` writes (``None``: ``run``, every cohort);
+    ``--tune`` writes the part ``tuning``."""
+    ap = _parser()
+    return _run_config(ap.parse_args(list(argv or [])), ap)
+
+
 def main(argv: Sequence[str]) -> int:
-    if "--tune" in argv:
-        write_results("response", {"tuning": tune()})
+    config = bench_config(argv)
+    if "tuning" in config:
+        write_results("response", {"tuning": tune()}, config, merge=True)
         return 0
-    cohorts = [a for a in argv if not a.startswith("-")] or list(COHORTS)
-    res = run(cohorts)
-    write_results("response", res)
+    res = run(config["run"]["cohorts"])
+    write_results("response", res, config, merge=True)
     brief = {c: {k: r.get(k) for k in ("evaluable", "multimodal_mean_auroc", "best_baseline",
                                        "best_baseline_mean_auroc", "target_met", "seconds")}
              for c, r in res["cohorts"].items()}

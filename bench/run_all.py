@@ -1,13 +1,17 @@
-"""``make bench``: every benchmark, each writing its JSON under bench/results/."""
+"""``make bench``: every benchmark, each writing its JSON under bench/results/.
+
+Each module has ``bench_config(argv=None)``, the config its result records (``bench/common.py``); a module that is
+not there (yet) is skipped.
+"""
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import subprocess
 import sys
 
 BENCHES = ["bench.adapters", "bench.throughput", "bench.train", "bench.explain", "bench.predict",
-           "bench.response", "bench.ceiling", "bench.multitask"]
+           "bench.response", "bench.ceiling", "bench.multitask", "bench.fusion_value"]
 
 
 def main() -> int:

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
+import sys
 import time
 from typing import Any
 
@@ -21,14 +23,21 @@ from multimodal.types import Batch, SurvivalTarget, TokenStream
 
 D_IN = 1024
 D_MODEL = 256
+THREADS = 2
+TRAIN = {"patches": 4096, "batch": 8, "steps": 6, "warmup_steps": 2, "lr": 1e-4, "seed": 0}
+INFERENCE_PATCHES = (1_000, 10_000, 100_000)
+MATMUL_PEAK = {"n": 2048, "reps": 8}
 
 
-def _model(**kw: Any) -> MultimodalModel:
-    cfg = MultimodalConfig(
+def _model_config() -> MultimodalConfig:
+    return MultimodalConfig(
         streams=[{"modality": "pathology", "kind": "patches", "feature_dim": D_IN}], d_model=D_MODEL, num_heads=8,
-        num_latents=16, depth=2, bin_edges=[1.0, 2.0, 3.0], dropout=0.0, **kw,
+        num_latents=16, depth=2, bin_edges=[1.0, 2.0, 3.0], dropout=0.0,
     )
-    return MultimodalModel(cfg)
+
+
+def _model() -> MultimodalModel:
+    return MultimodalModel(_model_config())
 
 
 def _batch(b: int, n: int) -> Batch:
@@ -48,12 +57,13 @@ def train_flops_per_patient(n: int, m: MultimodalModel) -> float:
     return proj * 2 + attn * 3  # projection: fwd + weight grad (inputs need no grad); attention: fwd + 2 bwd
 
 
-def training_throughput(n_patches: int = 4096, batch: int = 8, steps: int = 6) -> dict[str, float]:
-    torch.manual_seed(0)
+def training_throughput(n_patches: int = TRAIN["patches"], batch: int = TRAIN["batch"],
+                        steps: int = TRAIN["steps"]) -> dict[str, float]:
+    torch.manual_seed(TRAIN["seed"])
     m = _model()
-    opt = torch.optim.AdamW(m.parameters(), 1e-4)
+    opt = torch.optim.AdamW(m.parameters(), TRAIN["lr"])
     b = _batch(batch, n_patches)
-    for _ in range(2):
+    for _ in range(TRAIN["warmup_steps"]):
         m(b).loss.backward()
         opt.step()
         opt.zero_grad()
@@ -84,27 +94,48 @@ def inference(n: int) -> dict[str, float]:
     return {"seconds": dt, "peak_rss_growth_mb": rss.peak_mb - rss.start_mb}
 
 
+def _parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+
+
+def bench_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """What ``python -m bench.throughput`` runs (no arguments): its part ``throughput`` of train.json."""
+    from multimodal.config import to_dict
+
+    _parser().parse_args(argv or [])
+    return {"throughput": {"threads": THREADS, "model": to_dict(_model_config()), "train": TRAIN,
+                           "inference_patches": list(INFERENCE_PATCHES), "matmul_peak": MATMUL_PEAK,
+                           "precision": "fp32"}}
+
+
 def run() -> dict[str, Any]:
-    torch.set_num_threads(2)
-    peak = matmul_peak_gflops()
+    torch.set_num_threads(THREADS)
+    peak = matmul_peak_gflops(**MATMUL_PEAK)
     tr = training_throughput()
-    inf = {str(n): inference(n) for n in (1_000, 10_000, 100_000)}
+    inf = {str(n): inference(n) for n in INFERENCE_PATCHES}
     return {
         "threads": torch.get_num_threads(),
         "matmul_peak_gflops": peak,
         **tr,
         "train_fraction_of_peak": tr["train_gflops_per_s"] / peak,
-        "train_config": {"patches": 4096, "feature_dim": D_IN, "d_model": D_MODEL, "batch": 8, "precision": "fp32"},
+        "train_config": {"patches": TRAIN["patches"], "feature_dim": D_IN, "d_model": D_MODEL, "batch": TRAIN["batch"],
+                         "precision": "fp32"},
         "inference_100k_seconds": inf["100000"]["seconds"],
         "inference_by_patches": inf,
     }
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
     import json
 
     from bench.common import write_results
 
+    config = bench_config(sys.argv[1:] if argv is None else argv)
     res = run()
-    write_results("train", {"throughput": res})
+    write_results("train", {"throughput": res}, config, merge=True)
     print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,7 @@ The throughput part of train.json is written by ``python -m bench.throughput``; 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -26,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, fit_fold, machine, synthetic_survival_study
+from bench.common import (
+    SHARED_DATA,
+    experiment_config,
+    fit_fold,
+    survival_study_config,
+    synthetic_survival_study,
+    write_results,
+)
 from multimodal.cohorts.sources import SlideSource
 from multimodal.experiment import load_experiment
 from multimodal.metrics import harrell_c
@@ -34,6 +42,9 @@ from multimodal.study import Study
 
 REPO = Path(__file__).resolve().parents[1]
 MCAT_PUBLISHED = {"blca": 0.624, "brca": 0.580}  # MCAT (Chen et al. 2021), mean c-index on these 5 folds
+PARTS = ("synthetic", "tcga")
+SYNTHETIC = {"patients": 300, "seed": 1}
+TCGA_COHORTS = ("blca", "brca", "kirc")
 
 
 def _data_root() -> Path:
@@ -41,7 +52,7 @@ def _data_root() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
-def synthetic(patients: int = 300, seed: int = 1) -> dict[str, Any]:
+def synthetic(patients: int = SYNTHETIC["patients"], seed: int = SYNTHETIC["seed"]) -> dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         manifest, truth, st = synthetic_survival_study(Path(tmp), patients, seed)
@@ -88,7 +99,7 @@ def synthetic(patients: int = 300, seed: int = 1) -> dict[str, Any]:
     }
 
 
-def tcga(cohorts: tuple[str, ...] = ("blca", "brca", "kirc")) -> dict[str, Any]:
+def tcga(cohorts: tuple[str, ...] = TCGA_COHORTS) -> dict[str, Any]:
     root = _data_root()
     if not root.is_dir():
         return {"skipped": f"shared data not found at {root} (set MULTIMODAL_SHARED_DATA)"}
@@ -117,19 +128,36 @@ def tcga(cohorts: tuple[str, ...] = ("blca", "brca", "kirc")) -> dict[str, Any]:
     return out
 
 
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("parts", nargs="*", metavar="PART", help=f"any of {', '.join(PARTS)} (default: both)")
+    return ap
+
+
+def _parts(ap: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    parts = ap.parse_args(argv).parts or list(PARTS)
+    if unknown := sorted(set(parts) - set(PARTS)):
+        ap.error(f"unknown part(s) {unknown}: choose from {', '.join(PARTS)}")
+    return [p for p in PARTS if p in parts]
+
+
+def _part_config(part: str) -> dict[str, Any]:
+    if part == "synthetic":
+        return {**survival_study_config(SYNTHETIC["patients"]), "seed": SYNTHETIC["seed"]}
+    return {"cohorts": list(TCGA_COHORTS), "mcat_published": MCAT_PUBLISHED, "experiments": {
+        c: experiment_config(REPO / "configs" / f"tcga_{c}.yaml", [f"data.root={SHARED_DATA}"]) for c in TCGA_COHORTS}}
+
+
+def bench_config(argv: list[str] | None = None) -> dict[str, Any]:
+    """The parts of train.json that ``python -m bench.train ARGV`` writes (``None``: both), each with its settings."""
+    return {part: _part_config(part) for part in _parts(_parser(), argv or [])}
+
+
 def main(argv: list[str]) -> int:
-    parts = argv or ["synthetic", "tcga"]
-    path = RESULTS / "train.json"
-    res = json.loads(path.read_text()) if path.is_file() else {}
-    if "synthetic" in parts:
-        res["synthetic"] = synthetic()
-    if "tcga" in parts:
-        res["tcga"] = tcga()
-    res["machine"] = machine()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    tmp.replace(path)
+    config = bench_config(argv)
+    runs = {"synthetic": synthetic, "tcga": tcga}
+    res = {part: runs[part]() for part in config}
+    path = write_results("train", res, config, merge=True)
     print(f"wrote {path}")
     return 0
 
