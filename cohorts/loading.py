@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from multimodal.cohorts.clinical_columns import (
     LOADER_LEAKAGE_PATTERNS,
@@ -44,7 +45,7 @@ from multimodal.cohorts.manifest import (
 )
 from multimodal.cohorts.sources import ClinicalSource, MedsSource, ModalitySource, OmicsSource, SlideRef, SlideSource
 from multimodal.config import from_dict, load_yaml
-from multimodal.errors import InputError, Problem
+from multimodal.errors import InputError, Problem, short
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ MAF_REQUIRED = ("Hugo_Symbol", "Variant_Classification", "Tumor_Sample_Barcode")
 SLIDE_SUFFIX_FORMAT = {".h5": "auto", ".hdf5": "auto", ".pt": "pt", ".pth": "pt", ".npy": "npy",
                        ".safetensors": "safetensors"}
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
+#: Cell texts pandas reads as missing by default ("NA", "null", "None", ...). Identifier columns keep them as text: a
+#: patient may be called "NA"; only an empty cell is a missing identifier.
+_DEFAULT_NA = tuple(sorted(STR_NA_VALUES))
 
 
 # ---- problem collection -----------------------------------------------------------------------------------------
@@ -235,7 +239,7 @@ def parse_manifest_collecting(data: dict[str, Any], *, file: str, log: ProblemLo
     known_top = [f.name for f in fields(ManifestSpec)]
     for key in data:
         if key not in known_top:
-            log.error(f"unknown key {key!r}", file=file, field=str(key), hint=_did_you_mean(key, known_top))
+            log.error(f"unknown key {short(key)}", file=file, field=str(key), hint=_did_you_mean(key, known_top))
     if "patients" not in data:
         log.error("the manifest needs a 'patients' section (the patient table)", file=file, field="patients",
                   hint="e.g. patients: {path: outcomes.parquet, id: patient_id, time: time, event: event}")
@@ -252,7 +256,7 @@ def parse_manifest_collecting(data: dict[str, Any], *, file: str, log: ProblemLo
                 log.error("each modality needs a 'type'", file=file, field=where,
                           hint=f"one of {', '.join(MODALITY_SPECS)}")
             elif kind not in MODALITY_SPECS:
-                log.error(f"unknown modality type {kind!r}", file=file, field=f"{where}.type",
+                log.error(f"unknown modality type {short(kind)}", file=file, field=f"{where}.type",
                           hint=_did_you_mean(kind, MODALITY_SPECS))
             else:
                 _check_section(MODALITY_SPECS[kind], mspec, where, file, log)
@@ -260,7 +264,7 @@ def parse_manifest_collecting(data: dict[str, Any], *, file: str, log: ProblemLo
         _check_section(SplitsSpec, data["splits"], "splits", file, log)
     for key, tp in (("version", int), ("name", str)):
         if key in data and (not isinstance(data[key], tp) or isinstance(data[key], bool)):
-            log.error(f"expected {tp.__name__}, got {data[key]!r}", file=file, field=key)
+            log.error(f"expected {tp.__name__}, got {short(data[key])}", file=file, field=key)
     if len(log.problems) == before:
         try:
             return parse_manifest(data, file=file)
@@ -302,7 +306,7 @@ def _check_section(cls: type, value: Any, where: str, file: str, log: ProblemLog
     flds = {f.name for f in fields(cls)}
     unknown = [k for k in value if k not in flds]
     for k in unknown:  # one problem per unknown key, each with its own did-you-mean
-        log.error(f"unknown key {k!r}", file=file, field=f"{where}.{k}", hint=_did_you_mean(k, flds))
+        log.error(f"unknown key {short(k)}", file=file, field=f"{where}.{k}", hint=_did_you_mean(k, flds))
     known = {k: v for k, v in value.items() if k in flds}
     try:
         from_dict(cls, known, _prefix=where, _file=file)
@@ -327,7 +331,9 @@ def table_kind(path: Path) -> str | None:
 
 
 def read_table(path: Path, *, str_columns: Sequence[str] = (), **kwargs: Any) -> pd.DataFrame:
-    """Read a CSV / TSV / parquet table by its suffix; ``str_columns`` are read as text (ids keep leading zeros).
+    """Read a CSV / TSV / parquet table by its suffix; ``str_columns`` are identifiers, read as text: ids keep leading
+    zeros, and only an empty cell is missing (patients called "NA", "null" or "None" keep their names); the other
+    columns keep pandas' usual missing values.
 
     Raises:
         InputError: unsupported suffix, missing or unreadable file.
@@ -341,10 +347,32 @@ def read_table(path: Path, *, str_columns: Sequence[str] = (), **kwargs: Any) ->
     try:
         if kind == "parquet":
             return pd.read_parquet(path, **kwargs)
-        dtype = {c: str for c in str_columns}
-        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", dtype=dtype, low_memory=False, **kwargs)
+        return read_delimited(path, "\t" if kind == "tsv" else ",", str_columns, **kwargs)
     except Exception as exc:  # any reader failure is the file's fault here
         raise InputError(f"cannot read table: {type(exc).__name__}: {exc}", file=path) from exc
+
+
+def read_delimited(path: Path, sep: str, id_columns: Sequence[str], *, all_text: bool = False,
+                   **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_csv`` where ``id_columns`` are text whose only missing value is an empty cell, and the other columns
+    keep the default missing values ("NA", "null", "nan", ...); ``all_text`` reads every column as text."""
+    header = pd.read_csv(path, sep=sep, nrows=0, comment=kwargs.get("comment"), usecols=kwargs.get("usecols")).columns
+    ids = set(id_columns)
+    na_values = {c: [""] if c in ids else list(_DEFAULT_NA) for c in header}
+    dtype: Any = str if all_text else {c: str for c in id_columns}
+    return pd.read_csv(path, sep=sep, dtype=dtype, keep_default_na=False, na_values=na_values, low_memory=False,
+                       **kwargs)
+
+
+def _first_column(path: Path) -> list[str]:
+    """The name of the first column of a CSV / TSV table ([] for parquet or an unreadable file)."""
+    kind = table_kind(path)
+    if kind not in ("csv", "tsv"):
+        return []
+    try:
+        return [str(pd.read_csv(path, sep="\t" if kind == "tsv" else ",", nrows=0).columns[0])]
+    except Exception:  # read_table reports the file's problem
+        return []
 
 
 def _read_patient_table(path: Path, spec: PatientTableSpec, log: ProblemLog) -> pd.DataFrame | None:
@@ -839,7 +867,7 @@ def read_maf(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     kind = table_kind(path)
     sep = "," if kind == "csv" else "\t"
     usecols = None if columns is None else (lambda c: c in set(columns))
-    return pd.read_csv(path, sep=sep, comment="#", dtype=str, usecols=usecols, low_memory=False)
+    return read_delimited(path, sep, ["Tumor_Sample_Barcode"], all_text=True, comment="#", usecols=usecols)
 
 
 def _mutation_patients(maf: Path, samples_file: Path | None, spec: OmicsSpec, log: ProblemLog,
@@ -894,7 +922,7 @@ def _mutation_patients(maf: Path, samples_file: Path | None, spec: OmicsSpec, lo
 def _table_patients(path: Path, id_column: str | None, what: str, log: ProblemLog,
                     known: set[str] | None) -> set[str]:
     try:
-        table = read_table(path, str_columns=[id_column] if id_column else [])
+        table = read_table(path, str_columns=[id_column] if id_column else _first_column(path))
     except InputError as exc:
         log.absorb(exc)
         return set()
@@ -1083,6 +1111,9 @@ def _read_clinical_table(path: Path, spec: ClinicalSpec, where: str, log: Proble
                   hint=_did_you_mean(spec.id, table.columns))
         return None
     ids = table[spec.id].map(norm_id)
+    for row in np.flatnonzero(ids.isna().to_numpy()):
+        log.warn(f"row {int(row) + 2}: empty patient id; the row is not used", file=path, field=spec.id,
+                 group="clinical empty id")
     table = table.loc[ids.notna().to_numpy()].drop(columns=[spec.id])
     table.index = pd.Index(ids.dropna().to_numpy(dtype=object), name="patient_id")
     for pid in pd.unique(table.index[table.index.duplicated()]):

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from multimodal.config import from_dict
-from multimodal.errors import ConfigError
+from multimodal.errors import ConfigError, short
 
 TimeUnit = Literal["days", "weeks", "months", "years"]
 DAYS_PER_UNIT: dict[str, float] = {"days": 1.0, "weeks": 7.0, "months": 30.44, "years": 365.25}
@@ -150,7 +150,7 @@ def parse_manifest(data: dict[str, Any], *, file: str | None = None) -> Manifest
 
             close = difflib.get_close_matches(str(kind), list(MODALITY_SPECS), n=1)
             raise ConfigError(
-                f"unknown modality type {kind!r}", file=file, field=f"modalities.{name}.type",
+                f"unknown modality type {short(kind)}", file=file, field=f"modalities.{name}.type",
                 hint=f"did you mean {close[0]!r}?" if close else f"one of {', '.join(MODALITY_SPECS)}",
             )
         mods[str(name)] = from_dict(MODALITY_SPECS[kind], spec, _prefix=f"modalities.{name}", _file=file)

@@ -73,7 +73,7 @@ def _read_one(k: int, path: Path, known: set[str] | None, problems: list[Problem
                                 hint="the pattern needs {k}, e.g. splits/splits_{k}.csv, relative to the manifest"))
         return None
     try:
-        frame = pd.read_csv(path, index_col=0, dtype=str)
+        frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False, na_values=[""])  # "NA" is an id
     except Exception as exc:  # a CSV the reader rejects is the file's fault
         problems.append(Problem(f"cannot read split file: {type(exc).__name__}: {exc}", file=file))
         return None

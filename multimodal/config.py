@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -18,11 +19,60 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
-from multimodal.errors import ConfigError
+from multimodal.errors import ConfigError, clip, short
 
 C = TypeVar("C")
 #: a decimal number as YAML 1.2 writes it (1e-3, -2.5E+4, .5); PyYAML (YAML 1.1) leaves the exponent forms as strings
 _YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+#: The deepest nesting of lists / mappings a config or manifest may have (real ones have fewer than 10 levels).
+MAX_YAML_DEPTH = 64
+
+
+class YamlRefused(yaml.composer.ComposerError):
+    """A YAML construct we do not read: an anchor or alias, or nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    def __init__(self, problem: str, mark: Any = None, *, hint: str) -> None:
+        super().__init__(None, None, problem, mark)
+        self.hint = hint
+
+
+class StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors / aliases and deep nesting.
+
+    A few hundred bytes of nested aliases ("billion laughs") expand into billions of values, and every error message,
+    type check or copy of such a value runs for minutes and fills memory; configs and manifests never need them.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+            raise YamlRefused(f"YAML anchors and aliases are not allowed ({sign}{clip(str(event.anchor), 40)})",
+                              event.start_mark, hint="write each value out in full")
+        if self._depth >= MAX_YAML_DEPTH:
+            raise YamlRefused(f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark,
+                              hint="configs and manifests are a few levels deep")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def safe_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`StrictSafeLoader`; every failure is a ``yaml.YAMLError``."""
+    loader = StrictSafeLoader(text)  # what yaml.load does, with our loader
+    try:
+        return loader.get_single_data()
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit)
+        raise YamlRefused(f"a value cannot be read ({clip(str(exc).split(':')[0], 80)})",
+                          hint="numbers have at most 4300 digits") from None
+    except RecursionError:
+        raise YamlRefused("nested too deeply", hint="configs and manifests are a few levels deep") from None
+    finally:
+        loader.dispose()
 
 
 def _type_name(tp: Any) -> str:
@@ -54,14 +104,14 @@ def _coerce(value: Any, tp: Any, where: str, file: str | None) -> Any:
         if len(errors) == 1 or (isinstance(value, Mapping) and len(section) == 1):
             raise (errors[0] if len(errors) == 1 else section[0])
         raise ConfigError(
-            f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}", file=file, field=where
+            f"expected {_type_name(tp)}, got {type(value).__name__} {short(value)}", file=file, field=where
         )
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
             close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
             hint = f"did you mean {close[0]!r}?" if close else None
-            raise ConfigError(f"expected one of {list(allowed)}, got {value!r}", file=file, field=where, hint=hint)
+            raise ConfigError(f"expected one of {list(allowed)}, got {short(value)}", file=file, field=where, hint=hint)
         return value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
@@ -71,7 +121,7 @@ def _coerce(value: Any, tp: Any, where: str, file: str | None) -> Any:
         return from_dict(tp, value, _prefix=where, _file=file)
     if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"expected a list, got {type(value).__name__} {value!r}", file=file, field=where)
+            raise ConfigError(f"expected a list, got {type(value).__name__} {short(value)}", file=file, field=where)
         args = get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
@@ -86,26 +136,35 @@ def _coerce(value: Any, tp: Any, where: str, file: str | None) -> Any:
         kt, vt = args if args else (Any, Any)
         return {_coerce(k, kt, f"{where}.<key>", file): _coerce(v, vt, f"{where}.{k}", file) for k, v in value.items()}
     if tp is float:
-        if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and users read a number
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"expected a number, got {type(value).__name__} {value!r}", file=file, field=where)
-        return float(value)
+        return _finite_float(value, where, file)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"expected an integer, got {type(value).__name__} {value!r}", file=file, field=where)
+            raise ConfigError(f"expected an integer, got {type(value).__name__} {short(value)}", file=file, field=where)
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"expected true/false, got {type(value).__name__} {value!r}", file=file, field=where)
+            raise ConfigError(f"expected true/false, got {type(value).__name__} {short(value)}", file=file, field=where)
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"expected a string, got {type(value).__name__} {value!r}", file=file, field=where)
+            raise ConfigError(f"expected a string, got {type(value).__name__} {short(value)}", file=file, field=where)
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"expected {tp.__name__}, got {type(value).__name__} {value!r}", file=file, field=where)
+        raise ConfigError(f"expected {tp.__name__}, got {type(value).__name__} {short(value)}", file=file, field=where)
     return value
+
+
+def _finite_float(value: Any, where: str, file: str | None) -> float:
+    """A float field's value: a finite number (``.inf``, ``.nan`` and ``1e999`` are refused, naming the key)."""
+    if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and users read a number
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"expected a number, got {type(value).__name__} {short(value)}", file=file, field=where)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ConfigError(f"expected a finite number, got {number}", file=file, field=where,
+                          hint="infinity and NaN are not valid settings")
+    return number
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -128,7 +187,7 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, _prefix: str = "", _file
             hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(flds)}"
             problems.append((where, hint))
         err = ConfigError(
-            f"unknown key(s) {', '.join(repr(p[0]) for p in problems)}",
+            f"unknown key(s) {', '.join(short(p[0]) for p in problems[:10])}{' ...' if len(problems) > 10 else ''}",
             file=_file,
             field=problems[0][0],
             hint="; ".join(f"{w}: {h}" for w, h in problems),
@@ -171,10 +230,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError("file not found", file=p, hint="check the path")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = safe_yaml(p.read_text())
+    except YamlRefused as exc:
+        raise ConfigError(f"YAML not accepted: {yaml_problem(exc)}", file=p, hint=exc.hint) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {yaml_problem(exc)}", file=p,
                           hint="check indentation, brackets and quotes") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not a text file ({exc.reason} at byte {exc.start})", file=p,
+                          hint="configs and manifests are UTF-8 YAML") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -200,13 +264,13 @@ def load_config(cls: type[C], path: str | Path, overrides: Iterable[str] = ()) -
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key.path=value", field="--set")
+        raise ConfigError(f"override {short(item)} must look like key.path=value", field="--set")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"override {item!r} has an empty key", field="--set")
+        raise ConfigError(f"override {short(item)} has an empty key", field="--set")
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        value = safe_yaml(raw) if raw.strip() != "" else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -222,13 +286,13 @@ def apply_overrides(cfg: C, overrides: Iterable[str]) -> C:
 
 def _set_path(node: Any, path: list[str], value: Any, *, full: str) -> Any:
     if not (dataclasses.is_dataclass(node) and not isinstance(node, type)):
-        raise ConfigError(f"cannot set {full!r}: {type(node).__name__} has no fields", field=full)
+        raise ConfigError(f"cannot set {short(full)}: {type(node).__name__} has no fields", field=full)
     names = [f.name for f in dataclasses.fields(node)]
     head = path[0]
     if head not in names:
         close = difflib.get_close_matches(head, names, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}?" if close else f"valid keys here: {', '.join(names)}"
-        raise ConfigError(f"override names unknown key {head!r}", field=full, hint=hint)
+        raise ConfigError(f"override names unknown key {short(head)}", field=full, hint=hint)
     hints = _hints(type(node))
     if len(path) == 1:
         new = _coerce(value, hints[head], full, None)
@@ -239,7 +303,7 @@ def _set_path(node: Any, path: list[str], value: Any, *, full: str) -> Any:
             tp = hints[head]
             cands = [a for a in get_args(tp) if dataclasses.is_dataclass(a)]
             if not cands:
-                raise ConfigError(f"cannot set {full!r}: {head!r} is not a section", field=full)
+                raise ConfigError(f"cannot set {short(full)}: {short(head)} is not a section", field=full)
             child = cands[0]()
         new = _set_path(child, path[1:], value, full=full)
     try:

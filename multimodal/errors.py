@@ -7,8 +7,36 @@ field at fault and says what to do. The CLI turns it into a short message and ex
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+#: The most characters of a user's value an error message quotes (a value from a tiny hostile input can be huge).
+MAX_QUOTE = 200
+#: The most characters of one part (message, hint, field, patient) of a rendered problem: a last line of defence.
+MAX_PART = 1000
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 8, 8, 8, 8
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = MAX_QUOTE
+
+
+def short(value: Any, limit: int = MAX_QUOTE) -> str:
+    """``repr(value)`` in bounded time and at most ``limit`` characters: use it wherever a message quotes a value the
+    user gave (nested containers are cut at a few items and levels instead of being expanded)."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a repr that fails (e.g. an int past Python's digit limit) must not hide the real error
+        text = f"<{type(value).__name__}>"
+    return clip(text, limit)
+
+
+def clip(text: str, limit: int = MAX_PART) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class MultimodalError(Exception):
@@ -30,14 +58,15 @@ class Problem:
     def __str__(self) -> str:
         where = []
         if self.file is not None:
-            where.append(f"file {self.file}")
+            where.append(f"file {clip(self.file)}")
         if self.patient is not None:
-            where.append(f"patient {self.patient!r}")
+            where.append(f"patient {short(self.patient)}")
         if self.field is not None:
-            where.append(f"field {self.field!r}")
-        text = f"{', '.join(where)}: {self.message}" if where else self.message
+            where.append(f"field {short(self.field)}")
+        message = clip(self.message)
+        text = f"{', '.join(where)}: {message}" if where else message
         if self.hint:
-            text += f" ({self.hint})"
+            text += f" ({clip(self.hint)})"
         return text
 
 

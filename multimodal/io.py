@@ -1,4 +1,10 @@
-"""Atomic file writing and file fingerprints: outputs appear whole or not at all."""
+"""Atomic file writing and file fingerprints: outputs appear whole or not at all.
+
+Outputs are built under a hidden temporary name beside the target, ``.<name>.<host>.<pid>.<random>.tmp``, and renamed
+onto it at the end. They get the modes the user's umask gives any new file or folder (``0666 & ~umask``,
+``0777 & ~umask``), not the private 0600 / 0700 of :mod:`tempfile`. The temporary name says which process wrote it,
+so a writer removes what dead writers (a ``kill -9``, a crash) left beside its target, and never a live writer's.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +22,106 @@ from typing import Any
 
 from multimodal.errors import InputError
 
+#: The longest file name (bytes) most file systems allow; temporary names are kept within it.
+NAME_MAX = 255
+_TMP_SUFFIX = ".tmp"
+_PID_DIGITS = 7  # Linux pid_max is at most 2**22 (7 digits)
+_RANDOM = 8  # characters tempfile adds
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (``/proc/self/status``)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only where /proc is missing)
+    os.umask(mask)
+    return mask
+
+
+def _public_mode(path: Path, *, folder: bool) -> None:
+    """Give ``path`` the mode a plain ``open`` / ``mkdir`` would have given it under the current umask."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+
+
+def _clip_name(name: str, room: int) -> str:
+    """``name`` cut to at most ``room`` bytes (UTF-8), never inside a character."""
+    return os.fsencode(name)[:room].decode("utf-8", "ignore") if len(os.fsencode(name)) > room else name
+
+
+def _temp_stem(target: Path) -> str:
+    """``.<name>.`` of the temporary names of ``target`` (the name cut so that every temporary name fits NAME_MAX)."""
+    room = NAME_MAX - len(f"..{_host()}.{'9' * _PID_DIGITS}.{'x' * _RANDOM}{_TMP_SUFFIX}")
+    return f".{_clip_name(target.name, room)}."
+
+
+def temp_prefix(target: Path, pid: int | None = None) -> str:
+    """The prefix of the temporary names of ``target`` written by process ``pid`` (default: this one) on this host."""
+    return f"{_temp_stem(target)}{_host()}.{os.getpid() if pid is None else pid}."
+
+
+def _temp_owner(name: str, stem: str) -> tuple[str, int] | None:
+    """(host, pid) of the writer of a temporary name beginning with ``stem``, or None for any other name."""
+    if not (name.startswith(stem) and name.endswith(_TMP_SUFFIX)):
+        return None
+    parts = name[len(stem):-len(_TMP_SUFFIX)].split(".")
+    if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != _RANDOM:
+        return None
+    return parts[0], int(parts[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's process (alive), or not a pid at all
+        return pid > 0
+    return True
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove the temporary siblings of ``target`` left by dead writers of this host; return what was removed.
+
+    A temporary name carries its writer's host and pid: one whose process is gone (killed, crashed) is litter, one of
+    a live process (or of another host, whose processes cannot be checked) is left alone.
+    """
+    folder, stem, host = target.parent, _temp_stem(target), _host()
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            owner = _temp_owner(entry.name, stem)
+            if owner is None or owner[0] != host or _alive(owner[1]):
+                continue
+            stale = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+            removed.append(stale)
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error remove it."""
+    """Yield a temporary path beside ``path``; on success rename it onto ``path`` (mode per the umask), on error
+    remove it. Temporary files of dead writers of ``path`` are removed first."""
     target = Path(path)
     made = _make_parents(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temps(target)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=_TMP_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _public_mode(tmp_path, folder=False)
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -77,16 +174,19 @@ def _json_default(o: Any) -> Any:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Build a directory under a temporary name and rename it onto ``path`` at the end.
+    """Build a directory under a temporary name and rename it onto ``path`` at the end (mode per the umask).
 
-    Refuses to replace an existing non-empty ``path`` unless ``overwrite``.
+    Refuses to replace an existing non-empty ``path`` unless ``overwrite``. Temporary folders of dead writers of
+    ``path`` are removed first.
     """
     target = Path(path)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise InputError("output exists and is not empty", file=target, hint="choose a new path or pass --overwrite")
     made = _make_parents(target.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=_TMP_SUFFIX, dir=target.parent))
     try:
+        _public_mode(tmp, folder=True)
         yield tmp
         if target.exists():
             old = target.with_name(f".{target.name}.old")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from multimodal import __version__
-from multimodal.config import to_dict
+from multimodal.config import safe_yaml, to_dict
 from multimodal.io import sha256_file, write_json_atomic
 
 PACKAGES = ("torch", "transformers", "accelerate", "captum", "scikit-survival", "scikit-learn", "numpy", "pandas",
@@ -92,7 +92,7 @@ def cohort_files(cohort: Any, config: Any = None) -> list[Path]:
         mp = Path(cohort.manifest_path)
         files.add(mp)
         try:
-            files |= _named_files(yaml.safe_load(mp.read_text()), [mp.parent])
+            files |= _named_files(safe_yaml(mp.read_text()), [mp.parent])
         except (OSError, yaml.YAMLError):
             pass
     if config is not None:

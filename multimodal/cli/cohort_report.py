@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multimodal.cli.common import add_common, echo
+from multimodal.cli.common import add_common, check_out, echo
 
 EXAMPLE = """example:
   multimodal cohort-report runs/demo --out reports/demo_cohort"""
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from multimodal.api import cohort_report
 
+    check_out(args.out, folder=True)
     for k, v in cohort_report(args.run, args.out, overwrite=args.overwrite, pdf=not args.no_pdf).items():
         echo(f"{k}: {v}")
     return 0

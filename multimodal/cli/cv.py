@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multimodal.cli.common import add_common, add_config_args, echo
+from multimodal.cli.common import add_common, add_config_args, check_out, echo
 
 EXAMPLE = """example:
   multimodal cv configs/demo.yaml --out runs/demo --set training.epochs=10
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from multimodal.api import run_cv
     from multimodal.study import summary_markdown
 
+    check_out(args.out, folder=True)
     summary = run_cv(args.config, args.out, overrides=args.overrides, overwrite=args.overwrite, progress=echo)
     echo("")
     echo(summary_markdown(summary))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multimodal.cli.common import add_common, echo, positive_int
+from multimodal.cli.common import add_common, check_out, echo, positive_int
 
 EXAMPLE = """example:
   multimodal predict --pipeline pipelines/demo --manifest new_cohort/manifest.yaml --out preds.parquet"""
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from multimodal.api import predict_to_parquet
 
+    check_out(args.out, folder=False)
     n = predict_to_parquet(args.pipeline, args.manifest, args.out, batch_size=args.batch_size, overwrite=args.overwrite)
     echo(f"{n} patients predicted: {args.out}")
     return 0

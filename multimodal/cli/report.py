@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multimodal.cli.common import add_common, echo
+from multimodal.cli.common import add_common, check_out, echo
 
 EXAMPLE = """example:
   multimodal report --pipeline demo_out/pipeline --manifest demo_out/cohort/manifest.yaml \\
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from multimodal.api import report_patient
 
+    check_out(args.out, folder=True)
     paths = report_patient(args.pipeline, args.manifest, args.patient, args.out, overwrite=args.overwrite,
                            pdf=not args.no_pdf)
     for k, v in paths.items():

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import time
 
+from multimodal.cli.common import check_out
 from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
 
 EPILOG = """\
@@ -88,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> SyntheticConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the cohort and print the manifest path."""
+    check_out(args.out, folder=True)
     cfg = config_from_args(args)
     start = time.perf_counter()
     manifest = generate_synthetic_cohort(args.out, cfg, overwrite=args.overwrite)

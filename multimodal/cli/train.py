@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from multimodal.cli.common import add_common, add_config_args, echo
+from multimodal.cli.common import add_common, add_config_args, check_out, echo
 
 EXAMPLE = """example:
   multimodal train configs/demo.yaml --out runs/pipeline --set data.manifest=runs/cohort/manifest.yaml
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from multimodal.api import attach_validation, read_study_summary, train_pipeline
 
+    check_out(args.out, folder=True)  # before training, not after
     if args.validation is not None:
         read_study_summary(args.validation)  # checked before training, not after
     pipe_dir = train_pipeline(args.config, args.out, overrides=args.overrides, overwrite=args.overwrite, progress=echo)

@@ -45,6 +45,12 @@ evaluation:
   bootstrap: 5
 """
 
+#: ~400 bytes of YAML that expand into 9**9 (387 million) strings ("billion laughs"); ``*i`` names the whole of it.
+BILLION_LAUGHS = "".join(
+    f"{k}: &{k} [{', '.join([f'*{p}'] * 9 if p else ['lol'] * 9)}]\n"
+    for p, k in zip(["", "a", "b", "c", "d", "e", "f", "g", "h"], "abcdefghi", strict=True)
+)
+
 
 def cli(*argv: object) -> tuple[int, str, str]:
     """``multimodal ARGV`` in this process: (exit code, stdout, stderr). Exceptions propagate (a test failure)."""

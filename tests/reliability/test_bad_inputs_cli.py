@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from reliability_helpers import cli, snapshot
+from reliability_helpers import BILLION_LAUGHS, cli, snapshot
 
 from multimodal.cli.main import main
 from multimodal.errors import InputError
@@ -171,6 +171,34 @@ def _unfinished_run(c: Ctx) -> None:
     (c.run / "predictions.parquet").unlink()
 
 
+def _out_under_a_file(c: Ctx) -> None:
+    (c.tmp / "afile").write_text("mine")
+    c.out = c.tmp / "afile" / "out"
+
+
+def UNDER_A_FILE(c: Ctx) -> list[str]:  # noqa: N802 - a constant of the catalogue, like PRED
+    return ["--out", str(c.tmp / "afile"), "regular file"]
+
+
+def _out_name_too_long(c: Ctx) -> None:
+    c.out = c.tmp / "new" / "sub" / ("x" * 300)  # 300 bytes: more than a file name may have (255)
+
+
+def _out_is_a_file(c: Ctx) -> None:
+    c.out.parent.mkdir(parents=True)
+    c.out.write_text("mine")
+
+
+def _laughs(c: Ctx, name: str, tail: str) -> Path:
+    path = c.tmp / name
+    path.write_text(BILLION_LAUGHS + tail)
+    return path
+
+
+def _manifest_with_aliases(c: Ctx) -> None:
+    c.manifest.write_text(BILLION_LAUGHS + c.manifest.read_text().replace("\nname: ", "\nname: *i\nx: ", 1))
+
+
 def _pred(c: Ctx, *extra: object) -> list[object]:
     return ["predict", "--pipeline", c.pipeline, "--manifest", c.manifest, "--out", c.preds, *extra]
 
@@ -181,6 +209,8 @@ def _report(c: Ctx, patient: str = "SYN-0001", cmd: str = "report") -> list[obje
 
 
 PRED = {"output": lambda c: c.preds}
+OUT_PARENT = {"output": lambda c: c.out.parent}  # --out cases: the file or folder in the way stays as it was
+TOO_LONG = ("--out", "300 bytes is too long")
 
 CASES: dict[str, Case] = {
     # ---- experiment config: YAML and --set ---------------------------------------------------------------------------
@@ -245,6 +275,32 @@ CASES: dict[str, Case] = {
                       ("task", "did you mean 'survival'")),
     "too-many-folds": Case(None, lambda c: ["cv", c.config, "--out", c.out, "--set", "evaluation.folds=100"],
                            ("evaluation.folds", "40 patients")),
+    # resource exhaustion from tiny inputs: ~400 bytes of nested YAML aliases ran `train` for minutes and filled memory
+    "yaml-aliases-billion-laughs": Case(
+        lambda c: setattr(c, "cfg", _laughs(c, "laughs.yaml", "training:\n  lr: *i\n")),
+        lambda c: ["train", c.cfg, "--out", c.out], lambda c: [str(c.cfg), "anchors and aliases are not allowed"]),
+    "yaml-nested-too-deep": Case(  # was exit 1 (RecursionError)
+        lambda c: (c.tmp / "deep.yaml").write_text("seed: " + "[" * 500 + "]" * 500 + "\n"),
+        lambda c: ["cv", c.tmp / "deep.yaml", "--out", c.out], ("deep.yaml", "levels deep")),
+    "yaml-huge-integer": Case(  # was exit 1 (ValueError: Exceeds the limit (4300 digits))
+        lambda c: (c.tmp / "big.yaml").write_text("seed: " + "7" * 5000 + "\n"),
+        lambda c: ["train", c.tmp / "big.yaml", "--out", c.out], ("big.yaml", "4300 digits")),
+    "set-huge-value-shortened": Case(
+        None, lambda c: ["train", c.config, "--out", c.out, "--set", "training.lr=[" + "1," * 50_000 + "]"],
+        ("training.lr", "expected a number", "1, 1, ...]")),
+    "yaml-huge-key-shortened": Case(
+        lambda c: setattr(c, "cfg", c.edit_config(lambda d: d["training"].__setitem__("k" * 100_000, 1))),
+        lambda c: ["cv", c.cfg, "--out", c.out], lambda c: [str(c.cfg), "unknown key", "more characters"]),
+    # non-finite numbers (.inf, .nan, 1e999) were accepted as settings
+    "set-lr-inf": Case(None, lambda c: ["train", c.config, "--out", c.out, "--set", "training.lr=.inf"],
+                       ("training.lr", "expected a finite number", "inf")),
+    "set-dropout-nan": Case(None, lambda c: ["cv", c.config, "--out", c.out, "--set", "model.dropout=.nan"],
+                            ("model.dropout", "expected a finite number", "nan")),
+    "set-overflowing-number": Case(
+        None, lambda c: ["train", c.config, "--out", c.out, "--set", "training.weight_decay=1e999"],
+        ("training.weight_decay", "finite")),
+    "yaml-inf": Case(lambda c: setattr(c, "cfg", c.edit_config(lambda d: d["training"].__setitem__("lr", float("inf")))),
+                     lambda c: ["train", c.cfg, "--out", c.out], lambda c: [str(c.cfg), "training.lr", "finite"]),
     # ---- cohort data through cv / train / predict / report / explain -------------------------------------------------
     "cv-slide-missing": Case(lambda c: c.slide(0)[1].unlink(), lambda c: ["cv", c.config, "--out", c.out, *c.use_cohort],
                              lambda c: [c.slide(0)[0], c.slide(0)[1].name, "not found", "'path'"]),
@@ -282,6 +338,8 @@ CASES: dict[str, Case] = {
     "predict-unknown-arm": Case(_third_arm, _pred, ("patients.treatment_arms", "other"), **PRED),  # was IndexError
     "predict-time-unit": Case(lambda c: c.edit_manifest(lambda m: m["patients"].__setitem__("time_unit", "months")),
                               _pred, ("patients.time_unit", "'months'", "'days'"), **PRED),
+    "cv-manifest-yaml-aliases": Case(_manifest_with_aliases, lambda c: ["cv", c.config, "--out", c.out, *c.use_cohort],
+                                     ("manifest.yaml", "anchors and aliases are not allowed")),
     "predict-manifest-missing": Case(None, lambda c: ["predict", "--pipeline", c.pipeline, "--manifest",
                                                       c.tmp / "none.yaml", "--out", c.preds],
                                      ("none.yaml", "not found"), **PRED),
@@ -336,6 +394,30 @@ CASES: dict[str, Case] = {
     "predict-out-is-a-folder": Case(lambda c: c.out.mkdir(parents=True), lambda c: [
         "predict", "--pipeline", c.pipeline, "--manifest", c.manifest, "--out", c.out, "--overwrite"],
         ("is a folder", "preds.parquet")),
+    # ---- --out that cannot be written: checked before any work (was exit 1, for train after the whole training) ----
+    "train-out-under-a-file": Case(_out_under_a_file, lambda c: ["train", c.config, "--out", c.out], UNDER_A_FILE,
+                                   **OUT_PARENT),
+    "train-out-checked-first": Case(_out_under_a_file, lambda c: ["train", c.tmp / "none.yaml", "--out", c.out],
+                                    UNDER_A_FILE, **OUT_PARENT),  # before the config is even read
+    "train-out-is-a-file": Case(_out_is_a_file, lambda c: ["train", c.config, "--out", c.out],
+                                ("--out", "exists and is a file")),
+    "train-out-name-too-long": Case(_out_name_too_long, lambda c: ["train", c.config, "--out", c.out], TOO_LONG,
+                                    **OUT_PARENT),
+    "cv-out-under-a-file": Case(_out_under_a_file, lambda c: ["cv", c.config, "--out", c.out], UNDER_A_FILE,
+                                **OUT_PARENT),
+    "cv-out-is-a-file": Case(_out_is_a_file, lambda c: ["cv", c.config, "--out", c.out],
+                             ("--out", "exists and is a file")),
+    "predict-out-under-a-file": Case(_out_under_a_file, _pred, UNDER_A_FILE, output=lambda c: c.preds.parent),
+    "predict-out-name-too-long": Case(_out_name_too_long, _pred, ("--out", "bytes is too long"),
+                                      output=lambda c: c.preds.parent),
+    "report-out-name-too-long": Case(_out_name_too_long, _report, TOO_LONG, **OUT_PARENT),
+    "explain-out-under-a-file": Case(_out_under_a_file, lambda c: _report(c, cmd="explain"), UNDER_A_FILE,
+                                     **OUT_PARENT),
+    "cohort-report-out-is-a-file": Case(_out_is_a_file, lambda c: ["cohort-report", c.run, "--out", c.out],
+                                        ("--out", "exists and is a file")),
+    "synth-out-under-a-file": Case(_out_under_a_file, lambda c: ["synth", "--out", c.out, "--patients", "5"],
+                                   UNDER_A_FILE, **OUT_PARENT),
+    "synth-out-name-too-long": Case(_out_name_too_long, lambda c: ["synth", "--out", c.out], TOO_LONG, **OUT_PARENT),
     # ---- never overwrite without --overwrite ------------------------------------------------------------------------
     "predict-existing-file": Case(_existing_file, _pred, ("output exists", "--overwrite"), **PRED),
     "train-existing-dir": Case(_existing_dir, lambda c: ["train", c.config, "--out", c.out],
@@ -374,6 +456,7 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(name: str, request
     for needle in _expected(case, c):
         assert needle in err, f"{name}: {needle!r} not in stderr:\n{err}"
     assert len(err.strip().splitlines()) <= (12 if case.usage else 6), f"{name}: message too long:\n{err}"
+    assert len(err) <= 2500, f"{name}: message of {len(err)} characters"
     assert snapshot(out) == before, f"{name}: output {out} was changed"
     if not parent_existed:
         assert not out.parent.exists(), f"{name}: a folder was created for the output: {out.parent}"
