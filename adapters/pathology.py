@@ -69,6 +69,11 @@ class PathologyAdapterConfig:
         prototype_sample_per_patient: training patches sampled per training patient to fit the prototypes.
         prototype_max_samples: cap on the total number of patches the prototypes are fitted on.
         seed: base seed for sampling and k-means.
+        neighbour_context: append to every patch embedding the mean embedding of its (up to 8) grid neighbours on
+            the same slide, computed on the whole bag before any sampling (zeros for a patch without neighbours).
+            The token then says what surrounds it — e.g. an immune patch inside tumour vs one in stroma — which a
+            set of independent patches (and any pooled summary) cannot; the feature dimension doubles (2 D).
+            Off by default; not combined with prototypes.
     """
 
     modality: str = "pathology"
@@ -82,6 +87,7 @@ class PathologyAdapterConfig:
     prototype_sample_per_patient: int = 256
     prototype_max_samples: int = 32768
     seed: int = 0
+    neighbour_context: bool = False
 
     def __post_init__(self) -> None:
         positive = ("max_patches", "inference_chunk", "prototype_sample_per_patient", "prototype_max_samples")
@@ -92,6 +98,9 @@ class PathologyAdapterConfig:
             raise ConfigError(f"expected 0 (off) or K >= 1, got {self.prototypes}", field="prototypes")
         if self.feature_dim is not None and self.feature_dim < 1:
             raise ConfigError(f"expected an integer >= 1 or null, got {self.feature_dim}", field="feature_dim")
+        if self.neighbour_context and self.prototypes > 0:
+            raise ConfigError("neighbour_context is not available with prototypes (set one of them off)",
+                              field="neighbour_context")
         if self.default_patch_size_level0 is not None and not self.default_patch_size_level0 > 0:
             raise ConfigError(f"expected a number > 0 or null, got {self.default_patch_size_level0}",
                               field="default_patch_size_level0")
@@ -276,6 +285,8 @@ class PathologyAdapter(Adapter):
     def _patch_stream(
         self, refs: Sequence[SlideRef], bags: list[SlideBag], plan: list[np.ndarray | None],
     ) -> TokenStream:
+        if self.config.neighbour_context:
+            return self._context_stream(refs, bags, plan)
         d = self._dim()
         counts = [b.num_patches if r is None else len(r) for b, r in zip(bags, plan, strict=True)]
         total = sum(counts)
@@ -310,6 +321,53 @@ class PathologyAdapter(Adapter):
             slide_index=torch.from_numpy(sidx).unsqueeze(0),
             names=(names,),
             meta=self._meta(refs, bags, coords_level0=all_coords, patch_rows=rows),
+        )
+
+    def _context_stream(
+        self, refs: Sequence[SlideRef], bags: list[SlideBag], plan: list[np.ndarray | None],
+    ) -> TokenStream:
+        """Like :meth:`_patch_stream`, each token ``[embedding, mean embedding of its grid neighbours]`` (2 D).
+
+        The neighbour means are computed on each slide's whole bag, then the sampled rows are kept, so a training
+        sample sees the same context as inference."""
+        feats, coords, pos, rows, sidx = [], [], [], [], []
+        for i, (b, r) in enumerate(zip(bags, plan, strict=True)):
+            if b.num_patches == 0:
+                coords.append(np.empty((0, 2), dtype=np.int64))
+                continue
+            c = b.coords()
+            g = b.grid(c)
+            if r is None:
+                keep = np.arange(b.num_patches)
+                x = b.read_all(self.config.inference_chunk)
+                feats.append(np.concatenate([x, neighbour_mean(x, g)], axis=1))
+            else:  # read only the sampled patches and their neighbours
+                keep = np.asarray(r)
+                nb = neighbour_rows(g)[keep]  # (n, 8), -1 = no neighbour there
+                need = np.unique(np.concatenate([keep, nb[nb >= 0]]))
+                x, _ = b.read_with_coords(need, coords=False)
+                at = np.searchsorted(need, np.where(nb >= 0, nb, need[0]))
+                valid = (nb >= 0)[..., None].astype(np.float32)
+                ctx = (x[at] * valid).sum(1) / np.maximum(valid.sum(1), 1.0)
+                feats.append(np.concatenate([x[np.searchsorted(need, keep)], ctx], axis=1))
+            coords.append(c[keep])
+            pos.append(g[keep])
+            rows.append(keep)
+            sidx.append(np.full(len(keep), i, dtype=np.int64))
+        d2 = 2 * self._dim()
+        f = np.concatenate(feats).astype(np.float32, copy=False) if feats else np.empty((0, d2), np.float32)
+        all_coords = np.concatenate(coords) if coords else np.empty((0, 2), dtype=np.int64)
+        total = len(f)
+        names = tuple(n for ref, c in zip(refs, coords, strict=True) for n in _names(ref.slide_id, c))
+        return TokenStream(
+            modality=self.modality,
+            mask=torch.ones(1, total, dtype=torch.bool),
+            features=torch.from_numpy(np.ascontiguousarray(f)).unsqueeze(0),
+            positions=torch.from_numpy(np.concatenate(pos) if pos else np.empty((0, 2), np.float32)).unsqueeze(0),
+            slide_index=torch.from_numpy(np.concatenate(sidx) if sidx else np.empty(0, np.int64)).unsqueeze(0),
+            names=(names,),
+            meta=self._meta(refs, bags, coords_level0=all_coords,
+                            patch_rows=np.concatenate(rows) if rows else np.empty(0, np.int64)),
         )
 
     def _prototype_stream(
@@ -527,16 +585,20 @@ class PathologyAdapter(Adapter):
             raise RuntimeError(msg)
         return self.feature_dim_
 
+    def _token_dim(self) -> int:
+        """Width of a token's features: D, D + 1 with prototypes (the count), 2 D with neighbour context."""
+        if self.config.prototypes > 0:
+            return self._dim() + 1
+        return 2 * self._dim() if self.config.neighbour_context else self._dim()
+
     def _empty(self) -> TokenStream:
         if self.config.prototypes > 0:
-            return empty_stream(self.modality, feature_dim=self._dim() + 1)
-        return empty_stream(self.modality, feature_dim=self._dim(), positions=True)
+            return empty_stream(self.modality, feature_dim=self._token_dim())
+        return empty_stream(self.modality, feature_dim=self._token_dim(), positions=True)
 
     # ---- state -----------------------------------------------------------------------------------------------------
     def stream_spec(self) -> StreamSpec:
-        d = self._dim()
-        k = self.config.prototypes
-        return StreamSpec(self.modality, "patches", feature_dim=d + 1 if k else d, max_tokens=k)
+        return StreamSpec(self.modality, "patches", feature_dim=self._token_dim(), max_tokens=self.config.prototypes)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {} if self.centroids is None else {"centroids": self.centroids}
@@ -563,6 +625,43 @@ class PathologyAdapter(Adapter):
                 msg = f"pathology adapter state: centroids {got}, expected ({self.config.prototypes}, {self.feature_dim_})"
                 raise IntegrityError(msg)
             self.centroids = c.to(torch.float32).contiguous()
+
+
+def neighbour_rows(grid: np.ndarray) -> np.ndarray:
+    """(N, 8) row of each patch's grid neighbour in the 8 directions, -1 where there is none.
+
+    ``grid`` (N, 2) holds integer-valued grid positions of one slide; a position is found by binary search over the
+    sorted position keys, so the cost is O(N log N).
+    """
+    n = len(grid)
+    out = np.full((n, 8), -1, dtype=np.int64)
+    if n == 0:
+        return out
+    g = np.asarray(grid, dtype=np.int64)
+    g = g - g.min(axis=0)
+    width = int(g[:, 1].max()) + 3
+    key = (g[:, 0] + 1) * width + (g[:, 1] + 1)
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+    offsets = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
+    for k, (dx, dy) in enumerate(offsets):
+        want = key + dx * width + dy
+        j = np.minimum(np.searchsorted(skey, want), n - 1)
+        hit = skey[j] == want
+        out[hit, k] = order[j[hit]]
+    return out
+
+
+def neighbour_mean(features: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(N, D) mean embedding of each patch's up-to-8 neighbours on the patch grid (zeros where it has none)."""
+    nb = neighbour_rows(grid)
+    out = np.zeros_like(features, dtype=np.float32)
+    count = np.zeros(len(features), dtype=np.float32)
+    for k in range(nb.shape[1]):
+        hit = nb[:, k] >= 0
+        out[hit] += features[nb[hit, k]]
+        count[hit] += 1.0
+    return out / np.maximum(count, 1.0)[:, None]
 
 
 def _names(slide_id: str, coords: np.ndarray) -> list[str]:

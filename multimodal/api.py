@@ -254,6 +254,8 @@ def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> N
     need(0 <= m.modality_dropout < 1, "model.modality_dropout", "a fraction in [0, 1)", m.modality_dropout)
     need(0 <= m.alpha <= 1, "model.alpha", "a fraction in [0, 1]", m.alpha)
     need(0 <= m.response_trunk_grad <= 1, "model.response_trunk_grad", "a share in [0, 1]", m.response_trunk_grad)
+    need(m.wide_l2 >= 0, "model.wide_l2", "a number >= 0", m.wide_l2)
+    need(m.wide_lr_mult > 0, "model.wide_lr_mult", "a number > 0", m.wide_lr_mult)
     need(m.survival_weight >= 0 and m.response_weight >= 0, "model.survival_weight",
          "non-negative loss weights", (m.survival_weight, m.response_weight))
     fusions = list_fusion()

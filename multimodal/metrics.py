@@ -17,6 +17,12 @@ training time. Test follow-up beyond that point is handled explicitly (never by 
 A metric that cannot be computed on the data given (no events, one class only, no comparable pair) raises
 :class:`UndefinedMetricError`; :func:`bootstrap_ci` skips such resamples and :func:`survival_metrics` /
 :func:`response_metrics` report ``None`` for them.
+
+Calibration: :func:`calibration_slope` / :func:`response_ici` (probabilities) and :func:`survival_calibration_slope` /
+:func:`survival_ici` (``S(h | x)`` at a horizon) fit flexible calibration curves with small Newton solvers written
+here (logistic and Cox/Breslow), fast enough to bootstrap. The recalibration maps that
+:meth:`multimodal.pipeline.Pipeline.predict` applies (:func:`fit_logistic_recalibration`,
+:func:`fit_survival_recalibration`) live here too.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from multimodal.errors import InputError
 
 __all__ = [
     "UndefinedMetricError",
+    "apply_logistic_recalibration",
+    "apply_survival_recalibration",
     "auprc",
     "auroc",
     "auto_horizons",
@@ -40,10 +48,15 @@ __all__ = [
     "brier",
     "calibration_at",
     "calibration_slope",
+    "fit_logistic_recalibration",
+    "fit_survival_recalibration",
     "harrell_c",
     "integrated_brier",
+    "response_ici",
     "response_metrics",
     "summarize_folds",
+    "survival_calibration_slope",
+    "survival_ici",
     "survival_metrics",
     "td_auc",
     "uno_c",
@@ -340,6 +353,177 @@ def calibration_at(time: Any, event: Any, surv_prob_at_h: Any, horizon: float, b
     }
 
 
+# ---- flexible calibration curves: shared fitting helpers -------------------------------------------------------------
+#: Harrell's default knot quantiles of a restricted cubic spline with 3 knots (Regression Modeling Strategies §2.4.6).
+RCS_QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+#: Fewest events (survival) / outcomes of the rarer class (response) for a spline calibration curve (2 parameters at
+#: about 10 events each); below it the curve is linear in cloglog / logit, which overfits small folds less.
+SPLINE_MIN_EVENTS = 20
+
+
+def _logit(p: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    pp = np.clip(p, eps, 1 - eps)
+    return np.log(pp) - np.log1p(-pp)
+
+
+def _rcs_basis(x: np.ndarray, n_events: int, quantiles: Sequence[float] = RCS_QUANTILES) -> np.ndarray:
+    """``[x, spline terms]``: Harrell's restricted cubic spline (linear beyond the outer knots).
+
+    With fewer than :data:`SPLINE_MIN_EVENTS` events, fewer than 5 distinct values or coinciding knots only the
+    linear term is returned.
+    """
+    knots = np.unique(np.quantile(x, list(quantiles)))
+    if n_events < SPLINE_MIN_EVENTS or len(np.unique(x)) < 5 or len(knots) < 3:
+        return x[:, None]
+    k, t_last, t_prev = len(knots), knots[-1], knots[-2]
+    scale = (t_last - knots[0]) ** 2
+    cols = [x]
+    for j in range(k - 2):
+        tj = knots[j]
+        term = (np.maximum(x - tj, 0) ** 3 - np.maximum(x - t_prev, 0) ** 3 * (t_last - tj) / (t_last - t_prev)
+                + np.maximum(x - t_last, 0) ** 3 * (t_prev - tj) / (t_last - t_prev))
+        cols.append(term / scale)
+    return np.column_stack(cols)
+
+
+def _newton(terms: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], dim: int, what: str,
+            max_iter: int = 60, max_coef: float = 50.0) -> np.ndarray:
+    """Maximize a concave log-likelihood by Newton–Raphson with step halving.
+
+    ``terms(beta)`` returns ``(loglik, gradient, hessian of -loglik)``. Raises :class:`UndefinedMetricError` when the
+    fit does not converge or a coefficient runs away (separated data: the maximum is at infinity).
+    """
+    beta = np.zeros(dim)
+    ll, grad, info = terms(beta)
+    for _ in range(max_iter):
+        step = np.linalg.lstsq(info, grad, rcond=None)[0]
+        for _ in range(30):
+            new = terms(beta + step)
+            if new[0] >= ll - 1e-12:
+                break
+            step = step / 2
+        beta = beta + step
+        ll, grad, info = new
+        if np.max(np.abs(beta)) > max_coef:
+            break
+        if np.max(np.abs(step)) < 1e-9:
+            return beta
+    msg = f"{what} is undefined: the calibration model did not converge (separated data?)"
+    raise UndefinedMetricError(msg)
+
+
+def _logistic_fit(x: np.ndarray, y: np.ndarray, what: str) -> np.ndarray:
+    """Unpenalized logistic regression of ``y`` on ``[1, x]``; the coefficients (intercept first)."""
+    design = np.column_stack([np.ones(len(y)), x])
+
+    def terms(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        z = design @ beta
+        mu = special.expit(z)
+        ll = float(np.sum(y * z - np.logaddexp(0.0, z)))
+        return ll, design.T @ (y - mu), design.T @ (design * (mu * (1 - mu))[:, None])
+
+    return _newton(terms, design.shape[1], what)
+
+
+def _risk_sets(time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order by descending time, index in that order of the last member of each patient's risk set; Breslow ties)."""
+    order = np.argsort(-time, kind="stable")
+    t_desc = time[order]
+    last = np.searchsorted(-t_desc, -t_desc, side="right") - 1
+    return order, last
+
+
+def _cox_terms(x: np.ndarray, time: np.ndarray, event: np.ndarray) -> Callable[[np.ndarray], tuple[float, ...]]:
+    """``beta -> (log partial likelihood, gradient, information)`` of covariates ``x`` (n, p), Breslow ties."""
+    order, last = _risk_sets(time)
+    xs, es = x[order], event[order]
+
+    def terms(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        eta = xs @ beta
+        w = np.exp(eta - eta.max())
+        s0 = np.cumsum(w)[last]
+        s1 = np.cumsum(w[:, None] * xs, axis=0)[last]
+        s2 = np.cumsum(w[:, None, None] * xs[:, :, None] * xs[:, None, :], axis=0)[last]
+        mean = s1 / s0[:, None]
+        ll = float(np.sum((eta - eta.max() - np.log(s0))[es]))
+        grad = np.sum((xs - mean)[es], axis=0)
+        info = np.sum((s2 / s0[:, None, None] - mean[:, :, None] * mean[:, None, :])[es], axis=0)
+        return ll, grad, info
+
+    return terms
+
+
+def _cox_fit(x: np.ndarray, time: np.ndarray, event: np.ndarray, what: str) -> np.ndarray:
+    """Cox partial-likelihood coefficients of ``x`` (n, p) with Breslow ties (no intercept)."""
+    return _newton(_cox_terms(x, time, event), x.shape[1], what)
+
+
+def _breslow_at(lp: np.ndarray, time: np.ndarray, event: np.ndarray, horizon: float) -> np.ndarray:
+    """``S(horizon | x) = exp(-H0(horizon) exp(lp))`` with the Breslow baseline of the fitted linear predictor."""
+    shift = lp.max()
+    w = np.exp(lp - shift)
+    order, last = _risk_sets(time)
+    s0 = np.cumsum(w[order])[last]
+    t_desc, e_desc = time[order], event[order]
+    h0 = float(np.sum((1.0 / s0)[e_desc & (t_desc <= horizon)]))
+    return np.exp(-h0 * w)
+
+
+def _calibration_inputs(time: Any, event: Any, surv_prob_at_h: Any, what: str) -> tuple[np.ndarray, ...]:
+    t, e = _survival_inputs(time, event)
+    s = _as_1d(surv_prob_at_h, "surv_prob_at_h")
+    if s.shape != t.shape:
+        msg = f"surv_prob_at_h has {s.shape[0]} samples but time has {t.shape[0]}"
+        raise InputError(msg, field="surv_prob_at_h")
+    if np.any((s < 0) | (s > 1)):
+        msg = f"expected survival probabilities in [0, 1], got range [{s.min():g}, {s.max():g}]"
+        raise InputError(msg, field="surv_prob_at_h")
+    if int(e.sum()) < 2:
+        msg = f"{what} is undefined: {int(e.sum())} event(s), need at least 2"
+        raise UndefinedMetricError(msg)
+    eps = 1e-12
+    cll = np.log(-np.log(np.clip(s, eps, 1 - eps)))  # cloglog(1 - S) = log H(h | x)
+    if np.ptp(cll) == 0:
+        msg = f"{what} is undefined: all predicted probabilities are equal"
+        raise UndefinedMetricError(msg)
+    return t, e, s, cll
+
+
+# ---- survival: calibration at a horizon (slope, ICI) -----------------------------------------------------------------
+def survival_calibration_slope(time: Any, event: Any, surv_prob_at_h: Any) -> float:
+    """Calibration slope of predicted survival ``S(h | x)``: the Cox coefficient of ``log H(h | x) = cloglog(1 - S)``.
+
+    Regressing the outcome on the predicted log cumulative hazard gives 1 for a well calibrated proportional model,
+    < 1 for overfitted (too extreme) and > 1 for too timid predictions (van Houwelingen 2000, Stat Med 19:3401;
+    Crowson, Atkinson & Therneau 2016, Stat Methods Med Res 25:1692). The whole follow-up is used.
+    """
+    t, e, _, cll = _calibration_inputs(time, event, surv_prob_at_h, "survival calibration slope")
+    return float(_cox_fit((cll - cll.mean())[:, None], t, e, "survival calibration slope")[0])
+
+
+def survival_ici(time: Any, event: Any, surv_prob_at_h: Any, horizon: float) -> float:
+    """Integrated calibration index of the predicted event probability ``1 - S(horizon | x)``.
+
+    Austin, Harrell & van Klaveren (2020), "Graphical calibration curves and the integrated calibration index (ICI)
+    for survival models", Stat Med 39:2714: the observed risk by ``horizon`` is estimated by a Cox model of the
+    outcome on a restricted cubic spline (3 knots) of ``cloglog(predicted risk)`` with its Breslow baseline, and
+    ``ICI = mean |observed - predicted|`` over the patients (0 = perfect; in [0, 1]). With fewer than
+    :data:`SPLINE_MIN_EVENTS` events or 5 distinct predictions, or when the spline fit does not converge, the spline
+    is replaced by a linear term.
+    """
+    t, e, s, cll = _calibration_inputs(time, event, surv_prob_at_h, "survival ICI")
+    x = cll - cll.mean()
+    basis = _rcs_basis(x, int(e.sum()))
+    try:
+        beta = _cox_fit(basis, t, e, "survival ICI")
+    except UndefinedMetricError:
+        if basis.shape[1] == 1:
+            raise
+        basis = x[:, None]
+        beta = _cox_fit(basis, t, e, "survival ICI")
+    observed = 1.0 - _breslow_at(basis @ beta, t, e, float(horizon))
+    return float(np.mean(np.abs(observed - (1.0 - s))))
+
 # ---- response (binary) -----------------------------------------------------------------------------------------------
 def _binary_inputs(y: Any, p: Any, *, what: str, need_both: bool = True) -> tuple[np.ndarray, np.ndarray]:
     yy = _as_1d(y, "y", bool)
@@ -403,6 +587,168 @@ def calibration_slope(y: Any, p: Any, *, max_iter: int = 50) -> float:
             return float(beta[1])
     msg = "calibration slope is undefined: the logistic recalibration did not converge (separated data?)"
     raise UndefinedMetricError(msg)
+
+
+def response_ici(y: Any, p: Any) -> float:
+    """Integrated calibration index of probabilities ``p``: ``mean |observed(p) - p|`` (0 = perfect; in [0, 1]).
+
+    Austin & Steyerberg (2019), "The Integrated Calibration Index (ICI) and related metrics for quantifying the
+    calibration of logistic regression models", Stat Med 38:4051. The smooth calibration curve ``observed(p)`` is a
+    logistic regression of ``y`` on a restricted cubic spline (3 knots) of ``logit(p)`` (the paper's alternative to
+    loess: deterministic, no span to choose); with fewer than :data:`SPLINE_MIN_EVENTS` outcomes of the rarer class or
+    5 distinct predictions, or when the spline fit does not converge, a linear term in ``logit(p)``.
+    """
+    yy, pp = _binary_inputs(y, p, what="ICI")
+    lp = _logit(pp)
+    if np.ptp(lp) == 0:
+        msg = "ICI is undefined: all predicted probabilities are equal"
+        raise UndefinedMetricError(msg)
+    x = lp - lp.mean()
+    target = yy.astype(float)
+    basis = _rcs_basis(x, int(min(target.sum(), len(target) - target.sum())))
+    try:
+        beta = _logistic_fit(basis, target, "ICI")
+    except UndefinedMetricError:
+        if basis.shape[1] == 1:
+            raise
+        basis = x[:, None]
+        beta = _logistic_fit(basis, target, "ICI")
+    observed = special.expit(beta[0] + basis @ beta[1:])
+    return float(np.mean(np.abs(observed - pp)))
+
+
+# ---- recalibration maps (fitted on inner-validation patients, applied by Pipeline.predict) ---------------------------
+#: Standard deviation of the Gaussian priors that pull the response map toward identity: on the intercept ``a`` and
+#: on ``log b`` (so the slope ``b`` stays positive and a patient's ranking is kept). 1 is light: it barely moves a map
+#: estimated from a few hundred patients but keeps 30-60 patients from producing an extreme one.
+RECALIBRATION_PRIOR_SD = 1.0
+#: The same for the survival map, which has one intercept per bin besides the slope. Chosen on 3 synthetic 300-patient
+#: cohorts (5-fold, 48 inner-validation patients per fold; seeds 11-13): prior sd 1.0 / 0.7 / 0.5 / 0.3 gave a mean
+#: test-fold IBS of 0.186 / 0.185 / 0.184 / 0.183 (0.186 unrecalibrated) and ICI at the median event time of
+#: 0.087 / 0.084 / 0.081 / 0.082 (0.150); 0.5 is the lightest prior at the best ICI.
+SURVIVAL_RECALIBRATION_PRIOR_SD = 0.5
+
+
+def _fit_map(nll: Callable[[float, float], float], prior_sd: float) -> tuple[float, float]:
+    """``(a, b)`` minimizing ``nll(a, b) + (a² + log² b) / (2 sd²)`` over ``a`` and ``log b``."""
+    from scipy.optimize import minimize
+
+    def objective(theta: np.ndarray) -> float:
+        return nll(float(theta[0]), float(np.exp(theta[1]))) + float(theta @ theta) / (2 * prior_sd**2)
+
+    res = minimize(objective, np.zeros(2), method="BFGS", options={"gtol": 1e-8})
+    return float(res.x[0]), float(np.exp(res.x[1]))
+
+
+def fit_logistic_recalibration(y: Any, p: Any, *, prior_sd: float = RECALIBRATION_PRIOR_SD) -> dict[str, Any]:
+    """Platt-style recalibration ``p' = expit(a + b logit p)`` (Platt 1999; Cox 1958), penalized toward a=0, b=1.
+
+    Returns:
+        ``{"intercept": a, "slope": b, "n", "n_positive", "prior_sd"}``.
+    """
+    yy, pp = _binary_inputs(y, p, what="logistic recalibration")
+    lp, target = _logit(pp), yy.astype(float)
+
+    def nll(a: float, b: float) -> float:
+        z = a + b * lp
+        return float(np.sum(np.logaddexp(0.0, z) - target * z))
+
+    a, b = _fit_map(nll, prior_sd)
+    return {"intercept": a, "slope": b, "n": int(yy.shape[0]), "n_positive": int(yy.sum()), "prior_sd": prior_sd}
+
+
+def apply_logistic_recalibration(p: Any, intercept: float, slope: float) -> np.ndarray:
+    """``expit(intercept + slope * logit(p))`` elementwise (any shape)."""
+    return special.expit(intercept + slope * _logit(np.asarray(p, dtype=float)))
+
+
+def _log_cum_hazard(surv: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    return np.log(-np.log(np.clip(surv, eps, 1 - eps)))
+
+
+def _reference_bin(time: np.ndarray, event: np.ndarray, bin_ends: np.ndarray) -> int:
+    """The bin end nearest the median event time among those with at least 2 events up to them."""
+    ok = [k for k, t_k in enumerate(bin_ends) if int((event & (time <= t_k)).sum()) >= 2]
+    if not ok:
+        msg = "survival recalibration is undefined: fewer than 2 events up to every bin end"
+        raise UndefinedMetricError(msg)
+    median = float(np.median(time[event]))
+    return min(ok, key=lambda k: abs(bin_ends[k] - median))
+
+
+def _penalized_cox_slope(x: np.ndarray, time: np.ndarray, event: np.ndarray, prior_sd: float) -> float:
+    """Cox coefficient ``b`` of ``x`` maximizing the partial likelihood with a Gaussian prior on ``log b``."""
+    from scipy.optimize import minimize
+
+    partial = _cox_terms((x - x.mean())[:, None], time, event)
+    res = minimize(lambda th: -partial(np.exp(th))[0] + float(th @ th) / (2 * prior_sd**2), np.zeros(1), method="BFGS")
+    return float(np.exp(res.x[0]))
+
+
+def _breslow_intercept(x: np.ndarray, time: np.ndarray, event: np.ndarray, b: float, horizon: float,
+                       prior_sd: float) -> float:
+    """``a`` with ``exp(a + b x)`` = the Cox model's ``H(horizon | x)`` (Breslow baseline), shrunk toward 0 by a
+    Gaussian prior (normal approximation, ``Var(log H0) ≈ 1 / events up to horizon``); 0 without such events."""
+    center = float(x.mean())
+    order, last = _risk_sets(time)
+    s0 = np.cumsum(np.exp(b * (x[order] - center)))[last]
+    d = event[order] & (time[order] <= horizon)
+    if not d.any():
+        return 0.0
+    a_hat = float(np.log(np.sum(1.0 / s0[d]))) - b * center
+    return a_hat * prior_sd**2 / (prior_sd**2 + 1.0 / int(d.sum()))
+
+
+def fit_survival_recalibration(surv_bins: Any, time: Any, event: Any, bin_ends: Sequence[float], *,
+                               prior_sd: float = SURVIVAL_RECALIBRATION_PRIOR_SD) -> dict[str, Any]:
+    """Recalibration ``log H'(t_k | x) = a_k + b log H(t_k | x)`` of discrete-time survival curves (``S' = exp(-H')``).
+
+    Following van Houwelingen (2000, Stat Med 19:3401, "Validation, calibration, revision and combination of
+    prognostic survival models"), the outcome is regressed on the predicted log cumulative hazard: the common slope
+    ``b`` is the Cox coefficient of ``log H(t_ref | x)`` at a reference horizon ``t_ref`` (the bin end nearest the
+    median event time; the calibration slope of Crowson, Atkinson & Therneau 2016), maximizing the partial likelihood
+    with a Gaussian prior :data:`SURVIVAL_RECALIBRATION_PRIOR_SD` on ``log b`` (``b > 0``, pulled toward 1). Each bin
+    end ``t_k`` gets its own intercept ``a_k`` — the baseline is re-estimated, as a model's time shape is often what
+    is off — making ``H'(t_k | x)`` equal the Cox model's with the Breslow baseline at ``t_k``, shrunk toward 0 by the
+    same prior (normal approximation, ``Var(log H0) ≈ 1 / events up to t_k``). Partial likelihood and Breslow use the
+    exact times, so no shape is assumed between bin ends. ``b > 0`` keeps every patient's ranking at each bin end;
+    :func:`apply_survival_recalibration` keeps every curve in [0, 1] and non-increasing.
+
+    Args:
+        surv_bins: (n, K) predicted ``S`` at the end of each bin.
+        time, event: the patients' observed times and event indicators.
+        bin_ends: the K bin ends, increasing: the model's interior cut points and, for the last (open) bin, the
+            time its ``S`` is read at (the largest training time, as the study's survival grid).
+
+    Returns:
+        ``{"intercepts": [a_0, …], "slope": b, "reference_time", "bin_ends", "n", "n_events", "prior_sd"}``.
+    """
+    s = np.asarray(surv_bins, dtype=float)
+    t, e = _survival_inputs(time, event)
+    ends = np.asarray(bin_ends, dtype=float)
+    if s.ndim != 2 or s.shape != (t.shape[0], ends.shape[0]) or np.any(np.diff(ends) <= 0):
+        msg = (f"expected surv_bins of shape (patients, bins) = ({t.shape[0]}, {ends.shape[0]}) and increasing bin "
+               f"ends, got {s.shape}")
+        raise InputError(msg, field="surv_bins")
+    log_h = _log_cum_hazard(s)
+    k = _reference_bin(t, e, ends)
+    b = _penalized_cox_slope(log_h[:, k], t, e, prior_sd)
+    intercepts = [_breslow_intercept(log_h[:, j], t, e, b, float(t_j), prior_sd) for j, t_j in enumerate(ends)]
+    return {"intercepts": intercepts, "slope": b, "reference_time": float(ends[k]), "bin_ends": ends.tolist(),
+            "n": int(t.shape[0]), "n_events": int(e.sum()), "prior_sd": prior_sd}
+
+
+def apply_survival_recalibration(surv: Any, intercepts: float | Sequence[float], slope: float) -> np.ndarray:
+    """``exp(-exp(a_k) H_k^slope)`` with ``H = -log S``; ``intercepts`` one per column (bin) or one for all.
+
+    The result is clipped to [0, 1] and, for a (patients, bins) array, made non-increasing along each row.
+    """
+    s = np.asarray(surv, dtype=float)
+    a = np.asarray(intercepts, dtype=float)
+    out = np.exp(-np.exp(np.minimum(a + slope * _log_cum_hazard(s), 50.0)))
+    out = np.where(s >= 1.0, 1.0, np.where(s <= 0.0, 0.0, out))
+    out = np.clip(out, 0.0, 1.0)
+    return np.minimum.accumulate(out, axis=1) if out.ndim == 2 else out
 
 
 # ---- uncertainty and aggregation -------------------------------------------------------------------------------------
@@ -563,7 +909,8 @@ def survival_metrics(
 
 
 def response_metrics(y: Any, p: Any) -> dict[str, Any]:
-    """AUROC, AUPRC, Brier score and calibration slope of positive-class probabilities ``p`` (``None`` = undefined)."""
+    """AUROC, AUPRC, Brier score, calibration slope and ICI of positive-class probabilities ``p`` (``None`` =
+    undefined)."""
     yy, pp = _binary_inputs(y, p, what="response metrics", need_both=False)
     return {
         "n": int(yy.shape[0]),
@@ -572,4 +919,5 @@ def response_metrics(y: Any, p: Any) -> dict[str, Any]:
         "auprc": _or_none(lambda: auprc(yy, pp)),
         "brier": brier(yy, pp),
         "calibration_slope": _or_none(lambda: calibration_slope(yy, pp)),
+        "ici": _or_none(lambda: response_ici(yy, pp)),
     }

@@ -76,6 +76,12 @@ class ModelConfig:
         ensemble: independently trained members (same patients and inner validation, seeds ``seed + 1000 k``)
             whose predictions are averaged, a deep ensemble; explanations attribute the averaged prediction. Training
             and prediction cost grow with it. 1 = a single model.
+        wide: a wide path beside the fusion trunk: a linear log-hazard term on each modality's raw inputs (bag-mean
+            patch embedding, pathway member values, per-code EHR / clinical values and trends), zero at the start,
+            with its own L2 penalty `wide_l2` (multimodal/model/wide.py). Survival heads only.
+        wide_l2: L2 penalty on the wide path's weights, added to the training loss.
+        wide_lr_mult: the wide path's learning rate as a multiple of `training.lr` (its weights start at zero and
+            must reach Cox-sized coefficients within the few epochs that early stopping allows).
     """
 
     d_model: int = 128
@@ -98,6 +104,9 @@ class ModelConfig:
     response_weight: float = 1.0
     response_trunk_grad: float = 0.1
     ensemble: int = 1
+    wide: bool = False
+    wide_l2: float = 0.01
+    wide_lr_mult: float = 1.0
 
 
 def quantile_bin_edges(time: np.ndarray, event: np.ndarray, num_bins: int) -> list[float]:
@@ -143,7 +152,8 @@ def build_model(
         bin_edges=quantile_bin_edges(time, event, mcfg.num_bins) if survival == "discrete" else [],
         proportional=mcfg.proportional, alpha=mcfg.alpha, response_classes=response_classes, num_arms=len(cohort.treatment_arms),
         survival_weight=mcfg.survival_weight, response_weight=mcfg.response_weight,
-        response_trunk_grad=mcfg.response_trunk_grad, time_unit=cohort.time_unit,
+        response_trunk_grad=mcfg.response_trunk_grad, time_unit=cohort.time_unit, wide=mcfg.wide,
+        wide_l2=mcfg.wide_l2, wide_lr_mult=mcfg.wide_lr_mult,
     )
     return MultimodalModel(config)
 
@@ -178,7 +188,9 @@ class Pipeline:
 
         The metadata keep the inner-validation risks and, with ``attribution_reference``, the inner-validation mean
         attribution per pathway / gene (:mod:`multimodal.explain.reference`) that reports read a patient against;
-        pipelines that are only scored (cross-validation folds) skip it.
+        pipelines that are only scored (cross-validation folds) skip it. With ``training.recalibrate`` the
+        recalibration maps fitted on the inner-validation patients (:func:`fit_recalibration`) are kept under
+        ``recalibration`` and applied by :meth:`predict`.
 
         With ``model_config.ensemble`` = K > 1, K members are trained one after the other on the same adapters and
         patients (member k from seed :func:`~multimodal.model.ensemble.member_seed`; its checkpoints under
@@ -231,9 +243,12 @@ class Pipeline:
             meta["ensemble"] = [{"seed": member_seed(seed, k), "best_epoch": r.best_epoch, "best_val_score": r.best_score,
                                  "averaged_epochs": r.averaged_epochs} for k, r in enumerate(results)]
         pipe = cls(dict(fitted), net, meta)
-        if val_ids:
+        # the inner-validation predictions before any recalibration (metadata has no map yet)
+        ref = pipe.predict(cohort, list(val_ids)) if val_ids else None
+        meta["recalibration"] = fit_recalibration(ref, cohort, net.config, enabled=training.recalibrate,
+                                                  last_time=float(cohort.survival_arrays(list(train_ids))[0].max()))
+        if ref is not None:
             # the inner-validation risk distribution: reports place a new patient's risk against it
-            ref = pipe.predict(cohort, list(val_ids))
             meta["reference_risks"] = sorted(float(r) for r in ref["risk"])
             if attribution_reference:
                 from multimodal.explain.reference import attribution_reference as mean_attributions
@@ -250,7 +265,11 @@ class Pipeline:
 
     def predict(self, cohort: Cohort, patient_ids: Sequence[str] | None = None, *, batch_size: int = 8,
                 accelerator: Any | None = None) -> pd.DataFrame:
-        """Risk (higher = worse), survival per bin, response probabilities (per arm) for each patient."""
+        """Risk (higher = worse), survival per bin, response probabilities (per arm) for each patient.
+
+        Survival and response probabilities are recalibrated with the pipeline's recalibration maps when it has them
+        (:func:`apply_recalibration`); ``risk`` / ``risk_arm_<a>`` are the model's scores as they are.
+        """
         self.bind(cohort)
         ids = list(patient_ids) if patient_ids is not None else cohort.patient_ids
         unknown = [p for p in ids if p not in cohort.patients.index]
@@ -258,9 +277,10 @@ class Pipeline:
             raise InputError(f"unknown patient id(s) {unknown[:5]}", field="patient_id")
         ds = PatientDataset(cohort, self.adapters, ids, train=False)
         acc = accelerator or make_accelerator(TrainingConfig())
-        return predict_dataset(self.model, ds, acc, batch_size=batch_size,
-                               num_classes=max(int(self.metadata.get("response_classes", 2)), 2),
-                               time_unit=str(self.metadata.get("time_unit", "days")))
+        raw = predict_dataset(self.model, ds, acc, batch_size=batch_size,
+                              num_classes=max(int(self.metadata.get("response_classes", 2)), 2),
+                              time_unit=str(self.metadata.get("time_unit", "days")))
+        return apply_recalibration(raw, self.metadata.get("recalibration"))
 
     # ---- persistence ---------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> Path:
@@ -329,6 +349,7 @@ class Pipeline:
         if not isinstance(metadata, dict):
             raise IntegrityError(f"{d}/pipeline.json: 'metadata' must be a JSON object, got {type(metadata).__name__}")
         check_reference(metadata, where=str(d / "pipeline.json"))  # refuse a tampered reference now
+        check_recalibration(metadata, where=str(d / "pipeline.json"))  # pipelines older than recalibration have none
         adapters = {m: Adapter.load(d / "adapters" / m) for m in meta["modalities"]}
         config = MultimodalConfig.from_pretrained(str(d / "model"), local_files_only=True)
         model: MultimodalModel | MultimodalEnsemble = MultimodalModel(config)
@@ -350,3 +371,126 @@ class Pipeline:
 
 def load_model_config(data: Mapping[str, Any]) -> ModelConfig:
     return from_dict(ModelConfig, data)
+
+
+# ---- recalibration on the inner validation patients ------------------------------------------------------------------
+#: Fewest inner-validation patients, and events (survival) / patients of the rarer response class, a map is fitted on.
+MIN_RECALIBRATION_PATIENTS = 20
+MIN_RECALIBRATION_EVENTS = 5
+
+
+def fit_recalibration(pred: pd.DataFrame | None, cohort: Cohort, config: MultimodalConfig, *,
+                      enabled: bool = True, last_time: float | None = None) -> dict[str, Any]:
+    """Recalibration maps fitted on the (unrecalibrated) inner-validation predictions ``pred``, for pipeline.json.
+
+    ``{"response": map, "survival": map}``, each map ``{"intercept", "slope", "n", ...}`` from
+    :func:`~multimodal.metrics.fit_logistic_recalibration` / :func:`~multimodal.metrics.fit_survival_recalibration`
+    or ``{"skipped": reason}``; ``{"skipped": reason}`` alone when switched off or without inner validation.
+    ``last_time`` (the largest training time) is where the last, open, bin's survival is read.
+    """
+    if not enabled:
+        return {"skipped": "training.recalibrate is false"}
+    if pred is None or pred.empty:
+        return {"skipped": "no inner validation patients (training.val_fraction 0)"}
+    return {"fitted_on": "inner validation", "n_val": len(pred),
+            "response": _fit_response_map(pred, cohort, config),
+            "survival": _fit_survival_map(pred, cohort, config, last_time)}
+
+
+def _too_few(n: int, n_minor: int, what: str) -> dict[str, Any] | None:
+    if n < MIN_RECALIBRATION_PATIENTS or n_minor < MIN_RECALIBRATION_EVENTS:
+        return {"skipped": f"too few inner validation patients: {n} with {n_minor} {what} (need "
+                           f"{MIN_RECALIBRATION_PATIENTS} with {MIN_RECALIBRATION_EVENTS})"}
+    return None
+
+
+def _fit_response_map(pred: pd.DataFrame, cohort: Cohort, config: MultimodalConfig) -> dict[str, Any]:
+    from multimodal.metrics import fit_logistic_recalibration
+
+    if config.response_classes == 0 or "response" not in cohort.patients.columns:
+        return {"skipped": "the model has no response head"}
+    if "response_prob" not in pred.columns:
+        return {"skipped": f"{config.response_classes}-class response: the Platt map is for a binary response"}
+    r = cohort.patients.loc[pred["patient_id"], "response"]
+    known = r.notna().to_numpy()
+    y = r[known].astype(int).to_numpy()
+    skip = _too_few(len(y), int(min(y.sum(), len(y) - y.sum())), "in the rarer response class")
+    if skip:
+        return skip
+    return fit_logistic_recalibration(y, pred["response_prob"].to_numpy(float)[known])
+
+
+def _surv_columns(frame: pd.DataFrame) -> list[str]:
+    return sorted((c for c in frame.columns if c.startswith("surv_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
+
+
+def _fit_survival_map(pred: pd.DataFrame, cohort: Cohort, config: MultimodalConfig,
+                      last_time: float | None) -> dict[str, Any]:
+    from multimodal.metrics import UndefinedMetricError, fit_survival_recalibration
+
+    if config.survival != "discrete":
+        why = "a Cox head predicts no survival curves" if config.survival == "cox" else "the model has no survival head"
+        return {"skipped": why}
+    time, event = cohort.survival_arrays(list(pred["patient_id"]))
+    skip = _too_few(len(time), int(event.sum()), "events")
+    if skip:
+        return skip
+    edges = [float(x) for x in config.bin_edges]
+    last = max(float(last_time if last_time is not None else time.max()), (edges[-1] if edges else 0.0) + 1e-6)
+    try:
+        return fit_survival_recalibration(pred[_surv_columns(pred)].to_numpy(float), time, event, [*edges, last])
+    except UndefinedMetricError as exc:
+        return {"skipped": str(exc)}
+
+
+def _fitted(entry: Any) -> bool:
+    """A fitted map: a slope and an intercept (response) or one intercept per bin (survival)."""
+    return isinstance(entry, dict) and "slope" in entry and ("intercept" in entry or "intercepts" in entry)
+
+
+def _intercepts(entry: Mapping[str, Any]) -> Any:
+    return entry["intercepts"] if "intercepts" in entry else entry["intercept"]
+
+
+def apply_recalibration(pred: pd.DataFrame, recalibration: Mapping[str, Any] | None) -> pd.DataFrame:
+    """``pred`` with its response probabilities (``response_prob``, ``response_prob_arm_<a>``: one map for every arm)
+    and survival columns (``surv_<k>``) recalibrated by the fitted maps; unchanged without them."""
+    from multimodal.metrics import apply_logistic_recalibration, apply_survival_recalibration
+
+    rec = recalibration or {}
+    out = pred.copy()
+    resp = rec.get("response")
+    if _fitted(resp):
+        for c in [c for c in out.columns if c == "response_prob" or c.startswith("response_prob_arm_")]:
+            cal = apply_logistic_recalibration(out[c].to_numpy(float), resp["intercept"], resp["slope"])
+            out[c] = cal.astype(out[c].dtype)
+    surv, cols = rec.get("survival"), _surv_columns(out)
+    if _fitted(surv) and cols:
+        a = np.asarray(_intercepts(surv), dtype=float)
+        if a.ndim and a.shape != (len(cols),):
+            raise IntegrityError(f"recalibration.survival has {a.size} intercepts for {len(cols)} survival bins")
+        cal = apply_survival_recalibration(out[cols].to_numpy(float), a, surv["slope"])
+        for j, c in enumerate(cols):
+            out[c] = cal[:, j].astype(out[c].dtype)
+    return out
+
+
+def check_recalibration(metadata: Mapping[str, Any], *, where: str) -> None:
+    """Refuse a malformed ``recalibration`` entry (a fitted map needs a finite intercept and a positive slope)."""
+    rec = metadata.get("recalibration")
+    if rec is None:
+        return
+    if not isinstance(rec, dict):
+        raise IntegrityError(f"{where}: 'recalibration' must be a JSON object, got {type(rec).__name__}")
+    for part in ("response", "survival"):
+        entry = rec.get(part)
+        if entry is None or (isinstance(entry, dict) and "skipped" in entry and not _fitted(entry)):
+            continue
+        if not _fitted(entry):
+            raise IntegrityError(f"{where}: recalibration.{part} must hold 'intercept(s)' and 'slope' or 'skipped'")
+        a, b = _intercepts(entry), entry["slope"]
+        values = [*(a if isinstance(a, list) else [a]), b]
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)
+        if not ok or b <= 0 or a == []:
+            raise IntegrityError(f"{where}: recalibration.{part} needs finite intercept(s) and a positive slope, got "
+                                 f"{a!r} / {b!r}")

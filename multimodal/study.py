@@ -152,33 +152,119 @@ class Study:
         pred = pipe.predict(c, test, batch_size=cfg.training.eval_batch_size)
         train_pred = pipe.predict(c, inner_tr, batch_size=cfg.training.eval_batch_size) if pipe.model.config.survival == "cox" else None
         extra = {"member_best_epochs": [r.best_epoch for r in fit.members]} if fit.members else {}
+        if name == "multimodal" and cfg.evaluation.drop_test_modality and cfg.task != "response":
+            extra.update(self._dropped_modality_score(pipe, fold, test, pred))
         return MethodResult(name, pred, {"best_epoch": fit.best_epoch, "inner_val_score": fit.best_score, **extra,
                                          "_pipe": pipe, "_train_pred": train_pred})
 
+    def _dropped_modality_score(self, pipe: Pipeline, fold: Fold, test: Sequence[str],
+                                pred: pd.DataFrame) -> dict[str, Any]:
+        """Predict the reporting fold again with ``evaluation.drop_test_modality`` hidden from a seeded random share
+        of its patients that have it; the c-index of those predictions (all test patients) and who was hidden."""
+        import dataclasses
+
+        from multimodal.metrics import UndefinedMetricError, harrell_c
+
+        ev, c = self.config.evaluation, self.cohort
+        m = ev.drop_test_modality
+        src = c.modalities.get(m) if m else None
+        if src is None:
+            raise ConfigError(f"cohort has no modality {m!r} to hide", file=self.config_file,
+                              field="evaluation.drop_test_modality", hint=f"one of {sorted(c.modalities)}")
+        having = sorted(set(test) & src.patients())
+        rng = np.random.default_rng([self.config.seed, 7919, fold.index])
+        hidden = sorted(rng.choice(having, size=int(round(ev.drop_test_fraction * len(having))), replace=False).tolist())
+        view = dataclasses.replace(c, modalities={**c.modalities, m: _without_patients(src, set(hidden))})
+        try:
+            dropped = pipe.predict(view, list(test), batch_size=self.config.training.eval_batch_size)
+        finally:
+            pipe.bind(c)
+        t, e = c.survival_arrays(list(test))
+        try:
+            full = harrell_c(t, e, pred["risk"].to_numpy(float))
+            after = harrell_c(t, e, dropped["risk"].to_numpy(float))
+        except UndefinedMetricError:
+            full = after = None
+        return {"dropped_modality": m, "dropped_patients": hidden, "c_index_full": full, "c_index_dropped": after}
+
     def _fit_baseline(self, name: str, fold: Fold) -> MethodResult:
-        from multimodal.baselines import create_baseline, make_tabular
+        """Fit baseline ``name`` on the fold's training patients and predict its reporting patients.
+
+        Every baseline is fed the fold's pooled features (:class:`~multimodal.pooled.PooledFeatures`, fitted once per
+        fold on its training patients and cached) and selects its modalities (``*_clinical``: clinical only); one
+        that needs the cohort itself (``attention_mil``: the raw patches) is fitted through its ``fit_cohort``.
+        """
+        from multimodal.baselines import create_baseline
 
         c = self.cohort
         train, test = self._eligible(fold.train), self._eligible(fold.val)
-        mods = ("clinical",) if name.endswith("_clinical") else ("clinical", "genomics")
-        mods = tuple(m for m in mods if m in c.modalities)
-        if not mods:
-            raise InputError(f"baseline {name!r} needs clinical or genomics data", field="evaluation.baselines")
-        x_tr = make_tabular(c, train, modalities=mods)
-        x_te = make_tabular(c, test, modalities=mods)
         model = create_baseline(name)
+        pooled, x_tr, x_te = self._pooled_features(fold, train, test, self._baseline_modalities(name))
+        self._check_baseline_modalities(name, model, x_tr)
+        if hasattr(model, "fit_cohort"):
+            task = "response" if self.config.task == "response" else "survival"
+            model.fit_cohort(c, train, task=task, pooled=pooled, table=x_tr)
+            return self._baseline_result(name, model, model.inputs(c, test, table=x_te), test)
         if self.config.task == "response":
-            y = c.patients.loc[train, "response"].astype(int).to_numpy()
-            model.fit(x_tr, y)
+            model.fit(x_tr, c.patients.loc[train, "response"].astype(int).to_numpy())
+        else:
+            model.fit(x_tr, *c.survival_arrays(train))
+        return self._baseline_result(name, model, x_te, test)
+
+    def _baseline_modalities(self, name: str | None = None) -> tuple[str, ...]:
+        """The cohort modalities the baselines see: those the experiment enables (what our model sees; all of the
+        cohort's if none match), restricted to what the study's baselines (and ``name``) select."""
+        from multimodal.baselines import create_baseline
+
+        c = self.cohort
+        names = [getattr(cfg, "modality", n) for n, cfg in self.config.adapters.enabled().items()]
+        enabled = tuple(m for m in dict.fromkeys(names) if m in c.modalities) or tuple(c.modalities)
+        selected: set[str] = set()
+        for b in {*self.config.evaluation.baselines, *([name] if name else [])}:
+            mods = getattr(create_baseline(b).config, "modalities", None)
+            if mods is None:  # a baseline of every modality
+                return enabled
+            selected |= set(mods)
+        return tuple(m for m in enabled if m in selected) or enabled
+
+    def _pooled_features(self, fold: Fold, train: Sequence[str], test: Sequence[str],
+                         modalities: Sequence[str]) -> tuple[Any, pd.DataFrame, pd.DataFrame]:
+        """(fitted PooledFeatures, training table, reporting table) of ``fold``: fitted on its training patients only,
+        once per fold (the last fold's are kept, so several baselines reuse them)."""
+        from multimodal.pooled import PooledFeatures, PooledFeaturesConfig
+
+        key = (fold.index, tuple(train), tuple(test), tuple(modalities))
+        cached = getattr(self, "_pooled_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        genomics = self.config.adapters.genomics
+        cfg = PooledFeaturesConfig(modalities=tuple(modalities), seed=self.config.seed,
+                                   gene_sets=getattr(genomics, "gene_sets", None))
+        pooled = PooledFeatures(cfg).fit(self.cohort, train)
+        out = (pooled, pooled.transform(self.cohort, train), pooled.transform(self.cohort, test))
+        self._pooled_cache = (key, out)
+        return out
+
+    def _check_baseline_modalities(self, name: str, model: Any, x_tr: pd.DataFrame) -> None:
+        wanted = getattr(model.config, "modalities", None)
+        if wanted is not None and not any(str(col).split(":", 1)[0] in wanted for col in x_tr.columns):
+            have = sorted({str(col).split(":", 1)[0] for col in x_tr.columns})
+            raise InputError(f"baseline {name!r} needs modality {list(wanted)}, which the study's data lack (they "
+                             f"have {have})", file=self.config_file, field="evaluation.baselines")
+
+    def _baseline_result(self, name: str, model: Any, x_te: Any, test: Sequence[str]) -> MethodResult:
+        if self.config.task == "response":
             prob = model.predict_proba(x_te)
             prob = prob[:, 1] if np.ndim(prob) == 2 else prob
             return MethodResult(name, pd.DataFrame({"patient_id": test, "risk": prob, "response_prob": prob}), {})
-        t, e = c.survival_arrays(train)
-        model.fit(x_tr, t, e)
         return MethodResult(name, pd.DataFrame({"patient_id": test, "risk": model.predict_risk(x_te)}),
                             {"_model": model, "_x_test": x_te})
 
     def _score(self, res: MethodResult, fold: Fold) -> dict[str, Any]:
+        """Metrics of one method on one reporting fold. Survival studies also get the calibration at the calibration
+        horizon (``calibration`` table, ``calibration_slope``, ``ici``); the predicted event probability by that horizon
+        is added to ``res.predictions`` (``event_prob_at_horizon``, ``calibration_horizon``) so that the summary can
+        bootstrap the calibration over patients."""
         from multimodal.metrics import calibration_at, response_metrics, survival_metrics
 
         c = self.cohort
@@ -196,21 +282,26 @@ class Study:
         m = survival_metrics(t, e, risk, train_time=tr_t, train_event=tr_e, surv_probs=surv,
                              grid=grid if surv is not None else None, horizons=horizons)
         h = self.config.evaluation.calibration_horizon or (float(np.median(t[e])) if e.any() else None)
+        m["calibration_slope"] = m["ici"] = None
         if surv is not None and h is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
                     s_h = self._survival_grid(res, np.array([h]), tr_t, tr_e)[:, 0]
                     m["calibration"] = calibration_at(t, e, s_h, h)
+                    m.update(_survival_calibration(res.predictions, t, e, s_h, h))
                 except Exception as exc:  # calibration is descriptive; never fail a study on it
                     m["calibration"] = {"error": str(exc)}
         if self.config.task == "both" and "response_prob" in res.predictions.columns:
-            # survival + response: the response metrics of the patients whose response is known
+            # survival + response: the response metrics of the patients whose response is known; the response's
+            # calibration slope / ICI as response_calibration_slope / response_ici (the plain keys are survival's)
             r = c.patients.loc[ids, "response"]
             known = r.notna().to_numpy()
             y = r[known].astype(int).to_numpy()
             if known.any() and len(np.unique(y)) == 2:
-                m.update(response_metrics(y, res.predictions["response_prob"].to_numpy(float)[known]))
+                rm = response_metrics(y, res.predictions["response_prob"].to_numpy(float)[known])
+                rm.update({f"response_{k}": rm.pop(k) for k in CALIBRATION_KEYS})
+                m.update(rm)
         return m
 
     def _survival_grid(self, res: MethodResult, grid: np.ndarray, tr_t: np.ndarray, tr_e: np.ndarray) -> np.ndarray | None:
@@ -344,19 +435,21 @@ class Study:
                    oracle: dict[str, Any] | None) -> dict[str, Any]:
         from multimodal.metrics import harrell_c, summarize_folds
 
-        keys = _keys(self.config.task)
+        task = self.config.task
+        keys = _summary_keys(task)
         n_boot = self.config.evaluation.bootstrap
-        out: dict[str, Any] = {"task": self.config.task, "cohort": self.cohort.name, "n_folds": len(folds),
-                               "protocol": self._protocol(), "methods": {}}
+        out: dict[str, Any] = {"task": task, "cohort": self.cohort.name, "n_folds": len(folds),
+                               "protocol": {**self._protocol(), "calibration": _calibration_text(task)}, "methods": {}}
         for name, folds_m in per_method.items():
             agg = summarize_folds(folds_m)
             mean = {k: agg["mean"].get(k) for k in keys}
-            ci = {k: agg["ci95"].get(k) for k in keys}
-            # bootstrap CI of the mean main metric: resample patients within each fold, average the fold metrics
-            key = keys[0]
+            ci = {k: _bounded(k, agg["ci95"].get(k)) for k in keys}
+            # bootstrap CIs of the mean main metric and of the calibration: resample patients within each fold,
+            # average the fold metrics
             sub = preds[preds["method"] == name]
             if n_boot and not sub.empty:
-                ci[f"{key}_bootstrap"] = _fold_bootstrap(sub, key, n_boot, self.config.seed)
+                for key in _bootstrap_keys(task):
+                    ci[f"{key}_bootstrap"] = _fold_bootstrap(sub, key, n_boot, self.config.seed, task=task)
             out["methods"][name] = {"folds": folds_m, "mean": mean, "std": {k: agg["std"].get(k) for k in keys}, "ci95": ci}
         if oracle is not None and self.config.task != "response":
             table = oracle["table"]
@@ -392,6 +485,24 @@ class Study:
         }
 
 
+def _without_patients(src: Any, hidden: set[str]) -> Any:
+    """A copy of a modality source in which the ``hidden`` patients have no data."""
+    import dataclasses
+
+    from multimodal.cohorts.sources import ClinicalSource, MedsSource, OmicsSource, SlideSource
+
+    if isinstance(src, SlideSource):
+        return dataclasses.replace(src, slides={p: r for p, r in src.slides.items() if p not in hidden})
+    if isinstance(src, MedsSource):
+        return dataclasses.replace(src, subject_ids={p: s for p, s in src.subject_ids.items() if p not in hidden})
+    if isinstance(src, ClinicalSource):
+        return dataclasses.replace(src, table=src.table.loc[[p for p in src.table.index if str(p) not in hidden]])
+    if isinstance(src, OmicsSource):
+        wide = None if src.wide is None else src.wide.loc[[p for p in src.wide.index if str(p) not in hidden]]
+        return dataclasses.replace(src, wide=wide, available=frozenset(src.available - hidden))
+    raise TypeError(f"cannot hide patients from a {type(src).__name__}")
+
+
 def _fold_files(out: Path, fold: Fold) -> tuple[Path, Path]:
     """(metrics JSON, predictions parquet) of a finished fold in run folder ``out``."""
     return out / "folds" / f"fold_{fold.index}.json", out / "folds" / f"fold_{fold.index}.parquet"
@@ -412,30 +523,138 @@ def _grid(tr_t: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:
     return np.linspace(lo, hi, 20)
 
 
-def _fold_bootstrap(sub: pd.DataFrame, key: str, n_boot: int, seed: int) -> list[float | None]:
-    from multimodal.metrics import UndefinedMetricError, auroc, harrell_c
+def _fold_bootstrap(sub: pd.DataFrame, key: str, n_boot: int, seed: int, *,
+                    task: str | None = None) -> list[float | None]:
+    """Percentile 95 % CI of the mean over folds of metric ``key``: each resample draws patients with replacement within
+    every fold; bounded to the metric's range (:data:`METRIC_RANGES`). ``[None, None]`` when the predictions lack the
+    metric's columns (runs resumed from folds written before the metric existed) or no resample is defined."""
+    from multimodal.metrics import UndefinedMetricError
 
+    metric, needed = _boot_metric(key, task), _BOOT_COLUMNS[_boot_family(key, task)]
+    if metric is None or not needed <= set(sub.columns):
+        return [None, None]
+    if "response" not in needed:  # a method / fold without calibration predictions has NaN there
+        sub = sub.dropna(subset=sorted(needed))
     rng = np.random.default_rng(seed)
     groups = [g for _, g in sub.groupby("fold")]
     vals = []
-    for _ in range(n_boot):
-        fold_vals = []
-        for g in groups:
-            idx = rng.integers(0, len(g), len(g))
-            gg = g.iloc[idx]
-            try:
-                if key == "auroc":
-                    fold_vals.append(auroc(gg["response"].to_numpy(int), gg["response_prob"].to_numpy(float)))
-                else:
-                    fold_vals.append(harrell_c(gg["time"].to_numpy(float), gg["event"].to_numpy(bool), gg["risk"].to_numpy(float)))
-            except (UndefinedMetricError, ValueError):
-                continue
-        if fold_vals:
-            vals.append(float(np.mean(fold_vals)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(n_boot):
+            fold_vals = []
+            for g in groups:
+                idx = rng.integers(0, len(g), len(g))
+                try:
+                    fold_vals.append(metric(g.iloc[idx]))
+                except (UndefinedMetricError, ValueError):
+                    continue
+            if fold_vals:
+                vals.append(float(np.mean(fold_vals)))
+    vals = [v for v in vals if np.isfinite(v)]
     if not vals:
         return [None, None]
     lo, hi = np.quantile(vals, [0.025, 0.975])
-    return [float(lo), float(hi)]
+    return _bounded(key, [float(lo), float(hi)])
+
+
+#: The calibration metrics: survival's at the calibration horizon, or the response's (task `response`).
+CALIBRATION_KEYS = ("calibration_slope", "ici")
+#: Natural range of a summary metric; confidence intervals are clipped to it (absent = unbounded).
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "c_index": (0.0, 1.0), "c_index_uno": (0.0, 1.0), "td_auc": (0.0, 1.0), "ibs": (0.0, 1.0), "auroc": (0.0, 1.0),
+    "auprc": (0.0, 1.0), "brier": (0.0, 1.0), "ici": (0.0, 1.0), "response_ici": (0.0, 1.0),
+}
+#: Prediction columns each bootstrapped metric family needs.
+_BOOT_COLUMNS: dict[str, set[str]] = {
+    "c_index": {"time", "event", "risk"},
+    "survival_calibration": {"time", "event", "event_prob_at_horizon", "calibration_horizon"},
+    "response": {"response", "response_prob"},
+}
+
+
+def _summary_keys(task: str | None) -> tuple[str, ...]:
+    """The summary's metric keys: :func:`_keys` plus the calibration slope and ICI (both also the response's in task
+    `both`)."""
+    keys = _keys(task)
+    extra = CALIBRATION_KEYS
+    if task == "both":
+        extra = (*CALIBRATION_KEYS, *(f"response_{k}" for k in CALIBRATION_KEYS))
+    return keys + tuple(k for k in extra if k not in keys)
+
+
+def _bootstrap_keys(task: str | None) -> tuple[str, ...]:
+    """Keys with a patient bootstrap CI (``<key>_bootstrap``): the main metric and the calibration."""
+    keys = _summary_keys(task)
+    return (keys[0], *(k for k in keys if k.endswith(CALIBRATION_KEYS)))
+
+
+def _boot_family(key: str, task: str | None) -> str:
+    if key == "auroc" or key.startswith("response_") or task == "response":
+        return "response"
+    return "c_index" if key == "c_index" else "survival_calibration"
+
+
+def _boot_metric(key: str, task: str | None) -> Callable[[pd.DataFrame], float] | None:
+    """``metric(predictions of one resampled fold)`` for a bootstrapped key, or None."""
+    from multimodal import metrics as mx
+
+    def surv(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return g["time"].to_numpy(float), g["event"].to_numpy(bool)
+
+    def resp(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        g = g[g["response"].notna() & g["response_prob"].notna()]
+        return g["response"].to_numpy(int), g["response_prob"].to_numpy(float)
+
+    def s_h(g: pd.DataFrame) -> np.ndarray:
+        return 1.0 - g["event_prob_at_horizon"].to_numpy(float)
+
+    family = _boot_family(key, task)
+    name = key.removeprefix("response_")
+    if family == "response":
+        fn = {"auroc": mx.auroc, "calibration_slope": mx.calibration_slope, "ici": mx.response_ici}.get(name)
+        return None if fn is None else (lambda g: fn(*resp(g)))
+    if key == "c_index":
+        return lambda g: mx.harrell_c(*surv(g), g["risk"].to_numpy(float))
+    if key == "calibration_slope":
+        return lambda g: mx.survival_calibration_slope(*surv(g), s_h(g))
+    if key == "ici":
+        return lambda g: mx.survival_ici(*surv(g), s_h(g), float(g["calibration_horizon"].iloc[0]))
+    return None
+
+
+def _bounded(key: str, ci: list[float | None] | None) -> list[float | None] | None:
+    lo_hi = METRIC_RANGES.get(key)
+    if lo_hi is None or ci is None or ci[0] is None or ci[1] is None:
+        return ci
+    return [float(np.clip(ci[0], *lo_hi)), float(np.clip(ci[1], *lo_hi))]
+
+
+def _survival_calibration(pred: pd.DataFrame, time: np.ndarray, event: np.ndarray, surv_at_h: np.ndarray,
+                          horizon: float) -> dict[str, float | None]:
+    """Calibration slope and ICI of ``S(horizon | x)``; records the predicted event probability in ``pred``."""
+    from multimodal.metrics import UndefinedMetricError, survival_calibration_slope, survival_ici
+
+    pred["event_prob_at_horizon"] = 1.0 - surv_at_h
+    pred["calibration_horizon"] = float(horizon)
+    out: dict[str, float | None] = {}
+    for key, fn in (("calibration_slope", lambda: survival_calibration_slope(time, event, surv_at_h)),
+                    ("ici", lambda: survival_ici(time, event, surv_at_h, horizon))):
+        try:
+            out[key] = fn()
+        except UndefinedMetricError:
+            out[key] = None
+    return out
+
+
+def _calibration_text(task: str | None) -> str:
+    resp = ("response: calibration slope (logistic regression of the outcome on logit p) and ICI (Austin & "
+            "Steyerberg 2019: mean |observed - predicted|, observed from a logistic spline of the outcome on logit p)")
+    surv = ("survival at the calibration horizon (evaluation.calibration_horizon, else the fold's median event time): "
+            "calibration slope (Cox regression of the outcome on cloglog of the predicted risk) and ICI (Austin, "
+            "Harrell & van Klaveren 2020: observed risk from a Cox spline of the outcome on cloglog of the predicted "
+            "risk)")
+    text = resp if task == "response" else surv + ("; response_*: " + resp if task == "both" else "")
+    return text + "; *_bootstrap CIs resample patients within each fold"
 
 
 def _fmt(v: Any) -> str:
@@ -449,16 +668,27 @@ def _keys(task: str | None) -> tuple[str, ...]:
     return SURVIVAL_KEYS + (("auroc", "auprc") if task == "both" else ())
 
 
+def _ci_text(ci: list[float | None] | None) -> str:
+    return "n/a" if not ci or ci[0] is None else f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
+def _cell(m: dict[str, Any], key: str) -> str:
+    """The mean over folds; calibration metrics with their bootstrap CI in brackets."""
+    text = _fmt(m["mean"].get(key)).strip()
+    if key.endswith(CALIBRATION_KEYS) and (m["ci95"].get(f"{key}_bootstrap") or [None])[0] is not None:
+        text += f" ({_ci_text(m['ci95'][f'{key}_bootstrap'])})"
+    return text
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
-    keys = _keys(summary.get("task"))
+    keys = _summary_keys(summary.get("task"))
     main = keys[0]
     lines = [f"# {summary.get('cohort')}: {summary.get('task')} ({summary.get('n_folds')} folds)", "",
              "| method | " + " | ".join(keys) + f" | 95% CI ({main}, bootstrap) |",
              "|---|" + "---|" * (len(keys) + 1)]
     for name, m in summary["methods"].items():
-        ci = m["ci95"].get(f"{main}_bootstrap") or [None, None]
-        ci_s = "n/a" if ci[0] is None else f"{ci[0]:.3f}–{ci[1]:.3f}"
-        lines.append(f"| {name} | " + " | ".join(_fmt(m["mean"].get(k)).strip() for k in keys) + f" | {ci_s} |")
+        ci_s = _ci_text(m["ci95"].get(f"{main}_bootstrap"))
+        lines.append(f"| {name} | " + " | ".join(_cell(m, k) for k in keys) + f" | {ci_s} |")
     if summary.get("oracle"):
         lines.append(f"| oracle (true risk) | {_fmt(summary['oracle']['c_index']).strip()} |" + " |" * len(keys))
     lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in summary.get("protocol", {}).items())]

@@ -58,6 +58,12 @@ class TrainingConfig:
             `average_epochs` − 1 epochs (fewer if training ends sooner), as in stochastic weight averaging (Izmailov
             et al. 2018): training goes on for `patience` epochs after the selected one anyway, and the average is
             steadier than one epoch's weights. 1 = the selected epoch's weights. Needs an inner validation.
+        recalibrate: after training, fit recalibration maps on the inner validation patients, recorded in
+            pipeline.json and applied to every prediction: response probabilities `expit(a + b logit p)` (Platt 1999),
+            survival `S' = exp(-exp(a_k) H^b)` at each bin end k with `H = -log S` (van Houwelingen 2000: `b` by Cox
+            regression on log H, `a_k` from the Breslow baseline); `b > 0` (rankings kept), all pulled toward
+            identity. Skipped, with the reason recorded, without an inner validation, with fewer than 20 validation
+            patients or 5 events (minority responses), for a Cox head (no curves) or a multiclass response.
         checkpoint_every: also checkpoint every N optimizer steps (0 = at epoch ends only) when training is given a
             checkpoint folder (`multimodal.training.fit_model(out_dir=...)`); `multimodal cv` resumes fold by fold.
         eval_batch_size: patients per forward pass at prediction time.
@@ -79,6 +85,7 @@ class TrainingConfig:
     patience: int = 5
     select_metric: Literal["c_index", "loss", "auroc"] = "c_index"
     average_epochs: int = 1
+    recalibrate: bool = True
     checkpoint_every: int = 0
     eval_batch_size: int = 8
     num_workers: int = 0
@@ -225,6 +232,25 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
     tmp.replace(path)
 
 
+def _param_groups(model: torch.nn.Module, cfg: TrainingConfig) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only (not biases, norms, embeddings, latents); the wide path's linear
+    weights (model/wide.py, their own explicit L2) at ``model.config.wide_lr_mult`` × the learning rate, no decay."""
+    def plain(n: str, p: torch.nn.Parameter) -> bool:
+        return p.ndim < 2 or "emb" in n or "latents" in n or "cls" in n
+
+    named = list(model.named_parameters())
+    wide = [p for n, p in named if n.startswith("wide.")]
+    rest = [(n, p) for n, p in named if not n.startswith("wide.")]
+    groups: list[dict[str, Any]] = [
+        {"params": [p for n, p in rest if not plain(n, p)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in rest if plain(n, p)], "weight_decay": 0.0},
+    ]
+    if wide:
+        mult = float(getattr(getattr(model, "config", None), "wide_lr_mult", 1.0))
+        groups.append({"params": wide, "weight_decay": 0.0, "lr": cfg.lr * mult})
+    return groups
+
+
 def fit_model(
     model: MultimodalModel,
     train_ds: PatientDataset,
@@ -250,10 +276,7 @@ def fit_model(
     set_seed(seed)
     loader, sampler = _loader(train_ds, cfg.batch_size, shuffle=True, seed=seed, cfg=cfg, num_classes=num_classes,
                               time_unit=time_unit)
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "emb" in n or "latents" in n or "cls" in n]
-    decay = [p for n, p in model.named_parameters() if not (p.ndim < 2 or "emb" in n or "latents" in n or "cls" in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr)
+    opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr)
     steps_per_epoch = max(1, math.ceil(len(sampler) / max(1, accelerator.num_processes) / cfg.grad_accum))
     # Accelerate's scheduler wrapper advances the schedule num_processes times per optimizer step (split_batches
     # off), so the schedule is sized in those units: the LR curve is then the same for 1 and N processes.

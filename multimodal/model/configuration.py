@@ -40,6 +40,11 @@ class MultimodalConfig(PreTrainedConfig):
             the model also has a survival head (1 = plain multitask, 0 = the response heads only read the shared
             representation). The forward pass is the same for every value.
         time_unit: unit of survival times.
+        wide: add the wide path (model/wide.py): a linear log-hazard term on each modality's raw inputs beside the
+            fusion trunk (survival heads only).
+        wide_l2: L2 penalty on the wide path's weights (added to the training loss).
+        wide_lr_mult: the wide path's learning rate as a multiple of the training learning rate (its weights start
+            at zero and must reach Cox-sized coefficients within the few epochs early stopping allows).
     """
 
     model_type = "precision_multimodal"
@@ -68,6 +73,9 @@ class MultimodalConfig(PreTrainedConfig):
     response_trunk_grad: float = 0.1
     time_unit: str = "days"
     max_slides: int = 16
+    wide: bool = False
+    wide_l2: float = 0.0
+    wide_lr_mult: float = 1.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.streams is None:

@@ -39,12 +39,17 @@ class DiscreteSurvivalHead(nn.Module):
         self.register_buffer("edges", torch.tensor(list(bin_edges), dtype=torch.float32), persistent=True)
         self.alpha = alpha
 
-    def forward(self, h: Tensor) -> dict[str, Tensor]:
+    def forward(self, h: Tensor, offset: Tensor | None = None) -> dict[str, Tensor]:
+        """``offset`` (B,): a log-hazard-scale term added to every bin's logit (the model's wide path)."""
         if self.prop:
             eta = self.net(h)
+            if offset is not None:
+                eta = eta + offset.unsqueeze(-1).to(eta.dtype)
             logits = self.baseline + eta
         else:
             logits = self.net(h) + 0.0 * self.baseline  # keeps the (unused) baseline in the graph for DDP
+            if offset is not None:
+                logits = logits + offset.unsqueeze(-1).to(logits.dtype)
         hazards = torch.sigmoid(logits)
         surv = torch.cumprod(1.0 - hazards, dim=-1)
         risk = eta.squeeze(-1) if self.prop else -surv.sum(-1)
@@ -63,8 +68,10 @@ class CoxHead(nn.Module):
         super().__init__()
         self.net = _mlp(d_model, 1, dropout)
 
-    def forward(self, h: Tensor) -> dict[str, Tensor]:
+    def forward(self, h: Tensor, offset: Tensor | None = None) -> dict[str, Tensor]:
         log_hz = self.net(h).squeeze(-1)
+        if offset is not None:
+            log_hz = log_hz + offset.to(log_hz.dtype)
         return {"log_hz": log_hz, "risk": log_hz}
 
     def loss(self, out: dict[str, Tensor], target: SurvivalTarget) -> Tensor:

@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 
 from multimodal.model.configuration import MultimodalConfig
 from multimodal.model.encoders import build_encoder
+from multimodal.model.wide import WidePath
 from multimodal.registry import FUSION, HEADS
 from multimodal.types import Batch, TokenStream
 
@@ -88,6 +89,8 @@ class MultimodalModel(MultimodalPreTrainedModel):
         # from every input to the heads that small cohorts can fit before the attention learns where to look
         self.pool_proj = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities}) if config.pooled_readout else None
         self.arm_emb = nn.Embedding(config.num_arms, d) if config.num_arms > 0 else None
+        # wide path: a penalized linear log-hazard term on the raw inputs beside the fusion trunk (model/wide.py)
+        self.wide = WidePath(self.specs) if config.wide and config.survival != "none" else None
         self.survival_head: nn.Module | None = None
         if config.survival == "discrete":
             self.survival_head = HEADS.get("discrete_survival")(
@@ -148,6 +151,12 @@ class MultimodalModel(MultimodalPreTrainedModel):
         ``token_overrides[m]`` replaces modality ``m``'s encoder output (B, N, d); used by explanations that attribute
         to token embeddings of discrete inputs (EHR codes).
         """
+        h, present, _ = self._encode(batch, token_overrides)
+        return h, present
+
+    def _encode(self, batch: Batch, token_overrides: dict[str, Tensor] | None = None,
+                ) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
+        """:meth:`encode` plus the wide path's term (B,) (None without a wide path), on the same presence."""
         device = self.cls.device
         b = batch.batch_size
         streams = {m: self._stream_or_dummy(batch, m, device) for m in self.modalities}
@@ -191,14 +200,18 @@ class MultimodalModel(MultimodalPreTrainedModel):
         h = out[:, 0]
         if pooled:
             h = h + sum(pooled)
-        return h, present
+        wide = self.wide(streams, present) if self.wide is not None else None
+        return h, present, wide
 
     # ---- heads -------------------------------------------------------------------------------------------------
-    def _heads(self, h: Tensor, h_response: Tensor | None = None, arm: Tensor | int | None = None) -> dict[str, Tensor]:
-        """Head outputs; the response is that of ``arm`` (a per-patient index tensor or one arm for all)."""
+    def _heads(self, h: Tensor, h_response: Tensor | None = None, arm: Tensor | int | None = None,
+               offset: Tensor | None = None) -> dict[str, Tensor]:
+        """Head outputs; the response is that of ``arm`` (a per-patient index tensor or one arm for all).
+
+        ``offset`` (B,) is the wide path's log-hazard term, added inside the survival head."""
         out: dict[str, Tensor] = {}
         if self.survival_head is not None:
-            out.update(self.survival_head(h))
+            out.update(self.survival_head(h, offset) if offset is not None else self.survival_head(h))
         if self.response_heads is not None:
             hr = h if h_response is None else h_response
             g = float(self.config.response_trunk_grad)
@@ -221,21 +234,21 @@ class MultimodalModel(MultimodalPreTrainedModel):
     def forward(
         self, batch: Batch, *, per_arm: bool = False, token_overrides: dict[str, Tensor] | None = None,
     ) -> MultimodalOutput:
-        fused, present = self.encode(batch, token_overrides)
+        fused, present, wide = self._encode(batch, token_overrides)
         h, arm = fused, None
         if self.arm_emb is not None:
             arm = batch.treatment if batch.treatment is not None else torch.zeros(
                 batch.batch_size, dtype=torch.long, device=fused.device)
             arm = arm.to(fused.device).long()
             h = fused + self.arm_emb(arm)
-        heads = self._heads(h, fused, arm)
+        heads = self._heads(h, fused, arm, wide)
         out = MultimodalOutput(
             risk=heads["risk"], fused=fused, hazards=heads.get("hazards"), survival=heads.get("survival"),
             log_hz=heads.get("log_hz"), response_logits=heads.get("response_logits"),
             response_prob=heads.get("response_prob"), present=present,
         )
         if per_arm and self.arm_emb is not None:
-            arms = [self._heads(fused + self.arm_emb.weight[a], fused, a) for a in range(self.config.num_arms)]
+            arms = [self._heads(fused + self.arm_emb.weight[a], fused, a, wide) for a in range(self.config.num_arms)]
             out.risk_per_arm = torch.stack([a["risk"] for a in arms], dim=1)
             if "survival" in arms[0]:
                 out.survival_per_arm = torch.stack([a["survival"] for a in arms], dim=1)
@@ -246,6 +259,8 @@ class MultimodalModel(MultimodalPreTrainedModel):
             losses["survival"] = self.survival_head.loss(heads, batch.survival) * self.config.survival_weight
         if batch.response is not None and self.response_heads is not None:
             losses["response"] = self.response_heads[0].loss(heads, batch.response) * self.config.response_weight
+        if losses and self.wide is not None and self.training and self.config.wide_l2 > 0:
+            losses["wide_l2"] = self.config.wide_l2 * self.wide.penalty().to(fused.device)
         if losses:
             total = sum(losses.values())
             # keep every head in the graph even when a batch lacks its target (DDP: no unused parameters)

@@ -193,7 +193,7 @@ def test_tiny_cv_run_writes_response_summary(shared_data, tmp_path):
     assert summary["task"] == "response" and summary["n_folds"] == 1
     assert set(summary["methods"]) == {"multimodal", "logistic_clinical", "random_forest"}
     for m in summary["methods"].values():
-        assert set(m["mean"]) == {"auroc", "auprc", "brier", "calibration_slope"}
+        assert set(m["mean"]) == {"auroc", "auprc", "brier", "calibration_slope", "ici"}
         assert 0.0 <= m["mean"]["auroc"] <= 1.0 and 0.0 <= m["mean"]["brier"] <= 1.0
         lo, hi = m["ci95"]["auroc_bootstrap"]
         assert lo <= hi

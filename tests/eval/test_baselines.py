@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import time as clock
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
 
-from multimodal.baselines import (
+if str(Path(__file__).parent) not in sys.path:  # also under --import-mode=importlib
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from pooled_cohorts import small_synthetic  # noqa: E402
+
+from multimodal.baselines import (  # noqa: E402
     RESPONSE_BASELINES,
     SURVIVAL_BASELINES,
     TabularPreprocessor,
@@ -17,11 +24,17 @@ from multimodal.baselines import (
     list_baselines,
     make_tabular,
 )
-from multimodal.cohorts import ClinicalSource, Cohort, OmicsSource
-from multimodal.errors import ConfigError, InputError
-from multimodal.metrics import auroc, harrell_c
+from multimodal.cohorts import ClinicalSource, Cohort, OmicsSource  # noqa: E402
+from multimodal.errors import ConfigError, InputError  # noqa: E402
+from multimodal.metrics import auroc, harrell_c  # noqa: E402
+from multimodal.mil_baseline import MILInputs  # noqa: E402
+from multimodal.pooled import PooledFeatures, PooledFeaturesConfig  # noqa: E402
 
-FAST = {"rsf": {"n_estimators": 60}, "random_forest": {"n_estimators": 100}}
+FAST = {"rsf": {"n_estimators": 60}, "random_forest": {"n_estimators": 100}, "gbsa": {"n_estimators": 100},
+        "gradient_boosting": {"max_iter": 100}, "attention_mil": {"epochs": 6, "patience": 3}}
+#: Baselines fed a feature table (attention_mil needs the cohort's patches: fit_cohort / MILInputs).
+TABULAR_SURVIVAL = sorted(n for n in SURVIVAL_BASELINES if n != "attention_mil")
+TABULAR_RESPONSE = sorted(n for n in RESPONSE_BASELINES if n != "attention_mil")
 
 
 def _synthetic(n: int = 240, seed: int = 0):
@@ -66,7 +79,7 @@ def blca(shared_data):
     return co, X, list(fold.train), list(fold.val)
 
 
-@pytest.mark.parametrize("name", sorted(SURVIVAL_BASELINES))
+@pytest.mark.parametrize("name", TABULAR_SURVIVAL)
 def test_survival_baselines_on_blca_fold0(blca, name):
     co, X, train, val = blca
     tt, te = co.survival_arrays(train)
@@ -93,7 +106,7 @@ def test_coxph_clinical_uses_clinical_columns_only(blca):
 
 
 # ---- synthetic signal ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(SURVIVAL_BASELINES))
+@pytest.mark.parametrize("name", TABULAR_SURVIVAL)
 def test_survival_baselines_find_known_signal(synthetic, name):
     cohort, X, lp, train, test = synthetic
     tt, te = cohort.survival_arrays(train)
@@ -114,7 +127,7 @@ def test_survival_baselines_find_known_signal(synthetic, name):
     assert np.corrcoef(risk, s)[0, 1] < -0.5
 
 
-@pytest.mark.parametrize("name", sorted(RESPONSE_BASELINES))
+@pytest.mark.parametrize("name", TABULAR_RESPONSE)
 def test_response_baselines_find_known_signal(synthetic, name):
     cohort, X, lp, train, test = synthetic
     rng = np.random.default_rng(1)
@@ -158,7 +171,7 @@ def test_poisoned_held_out_rows_change_nothing(synthetic):
     )
     X_bad = make_tabular(bad, bad.patient_ids)
     tt, te = cohort.survival_arrays(train)
-    for name in ("coxph_clinical", "coxnet", "rsf"):
+    for name in ("coxph_clinical", "coxnet", "rsf", "gbsa"):
         ref = create_baseline(name, **FAST.get(name, {})).fit(X.loc[train], tt, te)
         new = create_baseline(name, **FAST.get(name, {})).fit(X_bad.loc[train], tt, te)
         keep = train + clean_ids
@@ -202,8 +215,10 @@ def test_tabular_preprocessor():
 
 
 def test_registry_and_errors(synthetic):
-    assert list_baselines("survival") == ["coxnet", "coxph_clinical", "rsf"]
-    assert list_baselines("response") == ["enet_logistic", "logistic_clinical", "random_forest"]
+    assert list_baselines("survival") == ["attention_mil", "coxnet", "coxph_clinical", "gbsa", "rsf"]
+    assert list_baselines("response") == ["attention_mil", "enet_logistic", "gradient_boosting", "logistic_clinical",
+                                          "random_forest"]
+    assert list_baselines().count("attention_mil") == 1  # one model serves both tasks
     with pytest.raises(ConfigError, match="did you mean 'coxnet'"):
         create_baseline("coxnett")
     with pytest.raises(ConfigError, match="n_estimator"):
@@ -256,3 +271,137 @@ def test_make_tabular_from_omics_files(tmp_path):
         make_tabular(cohort, ids)
     with pytest.raises(InputError, match="not in cohort"):
         make_tabular(cohort, ["Z"], modalities=("genomics",))
+
+
+# ---- the contract of every registered baseline -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def every_modality(tmp_path_factory):
+    """A small synthetic cohort with slides, genomics, EHR and clinical, and its pooled features (train-fitted)."""
+    cohort = small_synthetic(tmp_path_factory.mktemp("contract") / "syn", patients=60, seed=4)
+    ids = cohort.patient_ids
+    train, test = ids[:42], ids[42:]
+    pooled = PooledFeatures(PooledFeaturesConfig(gene_sets="omics/pathways.gmt", pca_components=4, clusters=4))
+    pooled.fit(cohort, train)
+    return cohort, pooled, train, test, pooled.transform(cohort, train), pooled.transform(cohort, test)
+
+
+def _fit(name, every_modality, task):
+    """(model, test inputs, bad test inputs) after fitting ``name`` on the training patients."""
+    cohort, pooled, train, test, x_tr, x_te = every_modality
+    model = create_baseline(name, **FAST.get(name, {}))
+    clinical = [c for c in x_te.columns if c.startswith("clinical:")]
+    if hasattr(model, "fit_cohort"):
+        model.fit_cohort(cohort, train, task=task, pooled=pooled, table=x_tr)
+        X = model.inputs(cohort, test, table=x_te)
+        return model, X, MILInputs(X.patient_ids, X.bags, X.table.drop(columns=clinical))
+    if task == "survival":
+        model.fit(x_tr, *cohort.survival_arrays(train))
+    else:
+        model.fit(x_tr, cohort.patients.loc[train, "response"].astype(int).to_numpy())
+    return model, x_te, x_te.drop(columns=clinical)
+
+
+@pytest.mark.parametrize("name", sorted(SURVIVAL_BASELINES))
+def test_every_survival_baseline_honours_the_contract(every_modality, name):
+    cohort, _, train, test, x_tr, _ = every_modality
+    model, X, bad = _fit(name, every_modality, "survival")
+    risk = model.predict_risk(X)
+    assert risk.shape == (len(test),) and np.isfinite(risk).all()
+    t, e = cohort.survival_arrays(test)
+    grid = np.quantile(t, [0.1, 0.3, 0.5, 0.7, 0.9])
+    surv = model.predict_survival(X, grid)
+    assert surv.shape == (len(test), len(grid)) and np.isfinite(surv).all()
+    assert ((surv >= 0) & (surv <= 1)).all() and (np.diff(surv, axis=1) <= 1e-12).all()
+    with pytest.raises(InputError):  # columns / modalities seen in training are missing
+        model.predict_risk(bad)
+    fresh = create_baseline(name, **FAST.get(name, {}))
+    mil = hasattr(fresh, "fit_cohort")
+    Xf, n = (X, len(test)) if mil else (x_tr, len(train))
+    with pytest.raises(InputError):  # not the input type the baseline reads
+        fresh.fit(x_tr if mil else x_tr.to_numpy(), *cohort.survival_arrays(train))
+    with pytest.raises(InputError, match="shape"):
+        fresh.fit(Xf, np.ones(n + 1), np.ones(n + 1, bool))
+    with pytest.raises(InputError, match="censored"):
+        fresh.fit(Xf, np.ones(n), np.zeros(n, bool))
+
+
+@pytest.mark.parametrize("name", sorted(RESPONSE_BASELINES))
+def test_every_response_baseline_honours_the_contract(every_modality, name):
+    cohort, _, train, test, x_tr, _ = every_modality
+    model, X, bad = _fit(name, every_modality, "response")
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(test), 2) and np.isfinite(proba).all()
+    assert ((proba >= 0) & (proba <= 1)).all() and np.allclose(proba.sum(axis=1), 1.0)
+    with pytest.raises(InputError):
+        model.predict_proba(bad)
+    fresh = create_baseline(name, **FAST.get(name, {}))
+    Xf, n = (X, len(test)) if hasattr(fresh, "fit_cohort") else (x_tr, len(train))
+    with pytest.raises(InputError, match="class"):
+        fresh.fit(Xf, np.zeros(n, int))
+
+
+def test_study_feeds_every_modality_to_the_baselines(every_modality, monkeypatch):
+    from multimodal.experiment import load_experiment
+    from multimodal.study import Study
+
+    cohort = every_modality[0]
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_experiment(repo / "configs" / "demo.yaml", ["task=survival", "evaluation.folds=3",
+                                                            "evaluation.bootstrap=0"])
+    st = Study(cfg, cohort=cohort)
+    fold = st.folds()[0]
+    fits = []
+    original = PooledFeatures.fit
+    monkeypatch.setattr(PooledFeatures, "fit", lambda self, *a, **k: fits.append(1) or original(self, *a, **k))
+    overrides = {"rsf": {"n_estimators": 30}, "gbsa": {"n_estimators": 30}, "attention_mil": {"epochs": 4}}
+    import multimodal.baselines as b
+
+    monkeypatch.setattr(b, "create_baseline", lambda n, **kw: b.SURVIVAL_BASELINES[n](**overrides.get(n, {})))
+    results = {}
+    for name in ("coxph_clinical", "gbsa", "attention_mil"):
+        res = st._fit_baseline(name, fold)
+        assert list(res.predictions["patient_id"]) == list(fold.val)
+        assert np.isfinite(res.predictions["risk"]).all()
+        results[name] = res
+    assert len(fits) == 1  # fitted once per fold on its training patients, reused by every baseline
+    pooled, x_tr, _ = st._pooled_cache[1]
+    assert set(pooled.parts_) == {"pathology", "genomics", "ehr", "clinical"}
+    assert any(c.startswith("genomics:set:") for c in x_tr.columns)  # the genomics adapter's gene sets
+    clinical_only = results["coxph_clinical"].metrics["_model"].preprocessor_.feature_names_
+    assert clinical_only and all(n.startswith("clinical:") for n in clinical_only)
+    metrics = st._score(results["attention_mil"], fold)  # the study scores the MIL model like the others
+    assert 0.0 <= metrics["c_index"] <= 1.0 and metrics.get("ibs") is not None
+
+
+def test_study_pools_only_what_its_baselines_select(every_modality):
+    from multimodal.experiment import load_experiment
+    from multimodal.study import Study
+
+    cohort = every_modality[0]
+    repo = Path(__file__).resolve().parents[2]
+    sets = ["task=survival", "evaluation.folds=3", "evaluation.baselines=[coxph_clinical]"]
+    st = Study(load_experiment(repo / "configs" / "demo.yaml", sets), cohort=cohort)
+    fold = st.folds()[0]
+    st._fit_baseline("coxph_clinical", fold)
+    assert set(st._pooled_cache[1][0].parts_) == {"clinical"}  # no slide is read for a clinical-only study
+    no_clinical = cohort.subset(cohort.patient_ids)
+    del no_clinical.modalities["clinical"]
+    st = Study(load_experiment(repo / "configs" / "demo.yaml", sets), cohort=no_clinical)
+    with pytest.raises(InputError, match="needs modality \\['clinical'\\]") as err:
+        st._fit_baseline("coxph_clinical", fold)
+    assert err.value.problems[0].field == "evaluation.baselines"
+
+
+def test_default_baselines_pass_the_config_checks():
+    from multimodal.api import check_experiment
+    from multimodal.experiment import EvaluationConfig, load_experiment
+
+    assert set(EvaluationConfig().baselines) == {"coxph_clinical", "coxnet", "rsf", "gbsa", "attention_mil"}
+    repo = Path(__file__).resolve().parents[2]
+    for path in sorted((repo / "configs").glob("*.yaml")):
+        cfg = load_experiment(path)
+        check_experiment(cfg, path)  # every name is a baseline of the config's task
+        assert "attention_mil" in cfg.evaluation.baselines
+    bad = load_experiment(repo / "configs" / "tcga_response_blca.yaml", ["evaluation.baselines=[gbsa]"])
+    with pytest.raises(ConfigError, match="unknown response baseline 'gbsa'"):
+        check_experiment(bad)

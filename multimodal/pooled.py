@@ -1,0 +1,356 @@
+"""Pooled per-patient features of every modality, for the classical baselines (DESIGN §7).
+
+:class:`PooledFeatures` is a fitted feature extractor: ``PooledFeatures(config).fit(cohort, train_ids)`` learns every
+statistic from the training patients only, then ``.transform(cohort, ids)`` returns one row per patient with columns
+``"<modality>:<feature>"`` (the convention of :func:`multimodal.baselines.make_tabular`, so a baseline's
+``modalities`` selection keeps working). A patient lacking a modality gets missing values there; the baselines'
+:class:`~multimodal.baselines.TabularPreprocessor`, fitted on the training rows, imputes them.
+
+Per modality kind (the cohort's source type decides):
+
+* **slides** (:class:`SlideSource`): patches are read with the pathology adapter (:mod:`multimodal.adapters.pathology`,
+  which reads every supported bag format lazily). Fit: a seeded sample of at most ``fit_patches_per_patient``
+  patches per *training* patient (all of a patient's slides pooled), at most ``fit_max_patches`` in all; a PCA with
+  ``pca_components`` components and a k-means with ``clusters`` centres on the PC scores. Per patient (at most
+  ``patches_per_patient`` patches, a seeded sample that depends only on the patient): the mean and the std of each
+  PC score (``pc<j>_mean``, ``pc<j>_std``; the mean is the PCA projection of the slide-mean embedding) and the
+  fraction of patches nearest to each centre (``cluster<k>_frac``: a tissue-phenotype mix).
+* **omics** (:class:`OmicsSource`): the wide expression / mutation / CNV table of ``make_tabular`` (no statistic),
+  plus, when ``gene_sets`` is given and the source has expression, one score per gene set (``set:<name>``): the mean
+  standardized expression of its member genes, with the genomics adapter's training-fold winsorizing and
+  standardization (:class:`~multimodal.adapters.genomics.GenomicsAdapter`, ``tokens="pathways"``).
+* **MEDS events** (:class:`MedsSource`): read through :mod:`multimodal.adapters.meds_io` with the EHR adapter's
+  leakage guard (only rows at or before each patient's prediction time, or static rows, are ever read). Vocabulary:
+  codes seen in at least ``ehr_min_patients`` training patients, the ``ehr_max_codes`` most frequent (by training
+  patients, ties by code). Per code: ``<code>:count`` (events up to the prediction time) and, for codes with numeric
+  values in training, ``<code>:last`` (latest value) and ``<code>:slope`` (least-squares slope of the value over days,
+  from two or more distinct times).
+* **clinical** (:class:`ClinicalSource`): the table as is (categoricals as pandas categoricals).
+
+Example::
+
+    pooled = PooledFeatures(PooledFeaturesConfig(gene_sets="omics/pathways.gmt")).fit(cohort, train_ids)
+    X_train, X_test = pooled.transform(cohort, train_ids), pooled.transform(cohort, test_ids)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multimodal.cohorts.cohort import Cohort
+from multimodal.cohorts.sources import ClinicalSource, MedsSource, OmicsSource, SlideSource
+from multimodal.errors import ConfigError, InputError
+
+__all__ = ["SEP", "PooledFeatures", "PooledFeaturesConfig"]
+
+#: Separator between the modality and the feature name in column names.
+SEP = ":"
+_US_PER_DAY = 86_400e6
+
+
+@dataclass(frozen=True)
+class PooledFeaturesConfig:
+    """Configuration of :class:`PooledFeatures` (defaults suit cohorts of a few hundred patients).
+
+    Attributes:
+        modalities: cohort modalities to pool (None = all of the cohort's).
+        pca_components: principal components of the patch embeddings (capped by the embedding dim).
+        clusters: k-means centres on the PC scores (tissue-phenotype fractions per patient).
+        fit_patches_per_patient: patches sampled per training patient to fit the PCA and the k-means.
+        fit_max_patches: cap on all patches the PCA / k-means are fitted on (a seeded subsample beyond it).
+        patches_per_patient: patches per patient the features are computed from (a seeded sample beyond it).
+        gene_sets: a ``.gmt`` or signature ``.csv`` (relative to the cohort folder) for the gene-set scores; None =
+            no scores (the study passes ``adapters.genomics.gene_sets``).
+        gene_set_min_genes: a gene set with fewer expressed genes in the training fold gets no score.
+        ehr_min_patients: an EHR code enters the vocabulary when at least this many training patients have it.
+        ehr_max_codes: vocabulary cap: the codes of the most training patients.
+        seed: seed of the patch samples, the PCA and the k-means.
+    """
+
+    modalities: tuple[str, ...] | None = None
+    pca_components: int = 16
+    clusters: int = 8
+    fit_patches_per_patient: int = 256
+    fit_max_patches: int = 65536
+    patches_per_patient: int = 8192
+    gene_sets: str | None = None
+    gene_set_min_genes: int = 3
+    ehr_min_patients: int = 5
+    ehr_max_codes: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("pca_components", "clusters", "fit_patches_per_patient", "fit_max_patches",
+                     "patches_per_patient", "gene_set_min_genes", "ehr_min_patients", "ehr_max_codes"):
+            if getattr(self, name) < 1:
+                msg = f"expected an integer >= 1, got {getattr(self, name)!r}"
+                raise ConfigError(msg, field=name)
+
+
+# ---- slides ----------------------------------------------------------------------------------------------------------
+class _SlidePool:
+    """PCA + k-means on training patches; per patient PC-score mean/std and cluster fractions."""
+
+    def __init__(self, modality: str, config: PooledFeaturesConfig) -> None:
+        self.modality = modality
+        self.config = config
+
+    def _adapter(self, cohort: Cohort, max_patches: int, state: dict[str, Any] | None = None) -> Any:
+        from multimodal.adapters.pathology import PathologyAdapter, PathologyAdapterConfig
+
+        cfg = PathologyAdapterConfig(modality=self.modality, max_patches=max_patches, seed=self.config.seed)
+        adapter = PathologyAdapter(cfg)
+        if state is None:
+            return adapter
+        adapter.load_state({}, state)  # the fitted metadata (dim, encoder); no statistic is involved
+        adapter.fitted = True
+        return adapter.bind(cohort)
+
+    def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> _SlidePool:
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+
+        cfg = self.config
+        sampler = self._adapter(cohort, cfg.fit_patches_per_patient).fit(cohort, train_ids)
+        self.state_ = sampler.state_json()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # empty bags: a warning per patient, they simply give no patches
+            parts = [sampler.transform(p, train=True, seed=0).features[0].numpy() for p in sorted(set(train_ids))]
+        x = np.concatenate([np.zeros((0, sampler.feature_dim_), np.float32), *parts]).astype(np.float64)
+        if len(x) > cfg.fit_max_patches:
+            rng = np.random.default_rng([cfg.seed, 17])
+            x = x[np.sort(rng.choice(len(x), size=cfg.fit_max_patches, replace=False))]
+        k = min(cfg.pca_components, x.shape[1], len(x) - 1)
+        if k < 1 or len(x) < cfg.clusters:
+            msg = f"{len(x)} training patch(es) cannot fit {cfg.pca_components} components and {cfg.clusters} clusters"
+            raise InputError(msg, field=f"modalities.{self.modality}",
+                             hint="lower pca_components / clusters, or check the slides of the training patients")
+        self.pca_ = PCA(n_components=k, random_state=cfg.seed).fit(x)
+        scores = self.pca_.transform(x)
+        self.kmeans_ = KMeans(n_clusters=cfg.clusters, n_init=4, random_state=cfg.seed).fit(scores)
+        self.n_fit_patches_ = len(x)
+        return self
+
+    def columns(self) -> list[str]:
+        k = self.pca_.n_components_
+        names = [f"pc{j}_mean" for j in range(k)] + [f"pc{j}_std" for j in range(k)]
+        return names + [f"cluster{c}_frac" for c in range(self.config.clusters)]
+
+    def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
+        reader = self._adapter(cohort, self.config.patches_per_patient, self.state_)
+        out = np.full((len(ids), len(self.columns())), np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i, pid in enumerate(ids):
+                x = reader.transform(pid, train=True, seed=0).features[0].numpy()
+                if len(x):
+                    out[i] = self._row(x.astype(np.float64))
+        return pd.DataFrame(out, index=pd.Index(ids), columns=self.columns())
+
+    def _row(self, x: np.ndarray) -> np.ndarray:
+        s = self.pca_.transform(x)
+        frac = np.bincount(self.kmeans_.predict(s), minlength=self.config.clusters) / len(s)
+        return np.concatenate([s.mean(axis=0), s.std(axis=0), frac])
+
+
+# ---- omics -----------------------------------------------------------------------------------------------------------
+def _has_expression(src: OmicsSource) -> bool:
+    wide = src.wide is not None and any(str(c).endswith("_rnaseq") for c in src.wide.columns)
+    return src.expression is not None or wide
+
+
+class _GeneSetScores:
+    """Mean standardized expression of each gene set's members (the genomics adapter's train-fold standardization)."""
+
+    def __init__(self, modality: str, config: PooledFeaturesConfig) -> None:
+        self.modality = modality
+        self.config = config
+
+    def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> _GeneSetScores:
+        from multimodal.adapters.genomics import GenomicsAdapter, GenomicsAdapterConfig
+
+        cfg = GenomicsAdapterConfig(modality=self.modality, tokens="pathways", gene_sets=self.config.gene_sets,
+                                    datatypes=("rna",), min_genes_per_set=self.config.gene_set_min_genes)
+        self.adapter_ = GenomicsAdapter(cfg).fit(cohort, list(train_ids))
+        return self
+
+    def columns(self) -> list[str]:
+        return [f"set:{n}" for n in self.adapter_.stream_spec().slot_names]
+
+    def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
+        self.adapter_.bind(cohort)
+        out = np.full((len(ids), len(self.columns())), np.nan)
+        for i, pid in enumerate(ids):
+            s = self.adapter_.transform(pid)
+            if s.num_tokens == 0:
+                continue
+            members = np.array([[bool(m) for m in row] for row in s.meta["members"]], dtype=np.float64)
+            values = s.features[0].numpy().astype(np.float64)
+            out[i] = (values * members).sum(axis=1) / np.maximum(members.sum(axis=1), 1.0)
+        return pd.DataFrame(out, index=pd.Index(ids), columns=self.columns())
+
+
+# ---- EHR -------------------------------------------------------------------------------------------------------------
+def _meds_events(cohort: Cohort, modality: str, ids: Sequence[str]) -> tuple[list[str], Any]:
+    """(patients of ``ids`` with MEDS data, their events at or before the prediction time) via the EHR reading path."""
+    import polars as pl
+
+    from multimodal.adapters.ehr import prediction_times
+    from multimodal.adapters.meds_io import collect_events, scan_meds
+
+    src = cohort.modalities[modality]
+    assert isinstance(src, MedsSource)
+    pids = [p for p in dict.fromkeys(map(str, ids)) if p in src.subject_ids]
+    pt = prediction_times(cohort, pids, modality=modality)
+    subjects = pl.DataFrame({
+        "subject_id": pl.Series([src.subject_ids[p] for p in pids], dtype=pl.Int64),
+        "pidx": pl.Series(np.arange(len(pids), dtype=np.int32)),
+        "pt": pl.Series(pt, dtype=pl.Int64).cast(pl.Datetime("us")),
+    })
+    return pids, collect_events(scan_meds(src.root), subjects, code_prefix_depth=None, root=src.root)
+
+
+class _EhrSummaries:
+    """Per vocabulary code: count, last value and slope over days, from events up to the prediction time."""
+
+    def __init__(self, modality: str, config: PooledFeaturesConfig) -> None:
+        self.modality = modality
+        self.config = config
+
+    def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> _EhrSummaries:
+        pids, ev = _meds_events(cohort, self.modality, train_ids)
+        _, patients = ev.code_counts(np.ones(len(ev.pidx), dtype=bool))
+        has_value = np.bincount(ev.raw[np.isfinite(ev.value)], minlength=len(ev.codes)) > 0
+        order = sorted((i for i in range(len(ev.codes)) if patients[i] >= self.config.ehr_min_patients),
+                       key=lambda i: (-int(patients[i]), ev.codes[i]))[: self.config.ehr_max_codes]
+        self.codes_ = tuple(ev.codes[i] for i in order)
+        self.numeric_ = tuple(bool(has_value[i]) for i in order)
+        self.n_train_patients_ = len(pids)
+        return self
+
+    def columns(self) -> list[str]:
+        cols = []
+        for code, numeric in zip(self.codes_, self.numeric_, strict=True):
+            cols += [f"{code}:count"] + ([f"{code}:last", f"{code}:slope"] if numeric else [])
+        return cols
+
+    def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
+        from multimodal.adapters.ehr import code_trends
+
+        pids, ev = _meds_events(cohort, self.modality, ids)
+        v = len(self.codes_)
+        index = {c: j for j, c in enumerate(self.codes_)}
+        raw_to_j = np.array([index.get(c, -1) for c in ev.codes], dtype=np.int64)
+        j = raw_to_j[ev.raw] if len(ev.raw) else np.zeros(0, dtype=np.int64)
+        known = j >= 0
+        count = np.zeros((len(pids), v))
+        np.add.at(count, (ev.pidx[known], j[known]), 1.0)
+        last = np.full((len(pids), v), np.nan)
+        ok = known & np.isfinite(ev.value)
+        rows = np.flatnonzero(ok)[::-1]  # rows are sorted by (patient, time): the first seen backwards is the latest
+        key = ev.pidx[rows].astype(np.int64) * max(v, 1) + j[rows]
+        _, first = np.unique(key, return_index=True)
+        last[ev.pidx[rows[first]], j[rows[first]]] = ev.value[rows[first]]
+        slope = np.full((len(pids), v), np.nan)
+        timed = ok & ~ev.static
+        p, c, s, _ = code_trends(ev.pidx[timed], j[timed].astype(np.int32), ev.dt_us[timed] / _US_PER_DAY,
+                                 ev.value[timed].astype(np.float64), 2)
+        slope[p, c] = s
+        blocks = []
+        for jj, numeric in enumerate(self.numeric_):
+            blocks += [count[:, jj]] + ([last[:, jj], slope[:, jj]] if numeric else [])
+        mat = np.column_stack(blocks) if blocks else np.zeros((len(pids), 0))
+        table = pd.DataFrame(mat, index=pd.Index(pids), columns=self.columns())
+        return table.reindex([str(i) for i in ids])
+
+
+# ---- tables (omics wide table, clinical) -----------------------------------------------------------------------------
+class _Tabular:
+    """A modality's table as :func:`multimodal.baselines.make_tabular` reads it (no fitted statistic)."""
+
+    def __init__(self, modality: str) -> None:
+        self.modality = modality
+
+    def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> _Tabular:
+        return self
+
+    def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
+        from multimodal.baselines import make_tabular
+
+        table = make_tabular(cohort, ids, modalities=(self.modality,))
+        table.columns = [str(c)[len(self.modality) + len(SEP):] for c in table.columns]
+        return table
+
+
+# ---- the extractor ---------------------------------------------------------------------------------------------------
+class PooledFeatures:
+    """Fitted per-patient features of every modality (see the module docstring for each modality's features)."""
+
+    def __init__(self, config: PooledFeaturesConfig | None = None) -> None:
+        self.config = config or PooledFeaturesConfig()
+
+    def _modalities(self, cohort: Cohort) -> list[str]:
+        names = list(cohort.modalities) if self.config.modalities is None else list(self.config.modalities)
+        absent = [m for m in names if m not in cohort.modalities]
+        if absent:
+            msg = f"cohort {cohort.name!r} has no modality {absent[0]!r}; it has {sorted(cohort.modalities)}"
+            raise InputError(msg, field="modalities")
+        return names
+
+    def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> PooledFeatures:
+        """Learn every statistic from ``train_ids`` only (their slides, expression and events)."""
+        ids = _check_ids(cohort, train_ids)
+        if not ids:
+            raise InputError("no training patients to fit pooled features on", field="train_ids")
+        self.parts_: dict[str, list[Any]] = {}
+        for m in self._modalities(cohort):
+            self.parts_[m] = [part.fit(cohort, ids) for part in self._parts(cohort, m)]
+        return self
+
+    def _parts(self, cohort: Cohort, modality: str) -> list[Any]:
+        src = cohort.modalities[modality]
+        if isinstance(src, SlideSource):
+            return [_SlidePool(modality, self.config)]
+        if isinstance(src, MedsSource):
+            return [_EhrSummaries(modality, self.config)]
+        if isinstance(src, OmicsSource) and self.config.gene_sets and _has_expression(src):
+            return [_Tabular(modality), _GeneSetScores(modality, self.config)]
+        if isinstance(src, (OmicsSource, ClinicalSource)):
+            return [_Tabular(modality)]
+        msg = f"modality {modality!r} is a {type(src).__name__}, which has no pooled features"
+        raise InputError(msg, field=f"modalities.{modality}")
+
+    def transform(self, cohort: Cohort, patient_ids: Sequence[str]) -> pd.DataFrame:
+        """One row per id (in order), columns ``"<modality>:<feature>"``; missing modality = missing values."""
+        if not hasattr(self, "parts_"):
+            msg = "PooledFeatures is not fitted; call fit(cohort, train_ids) first"
+            raise RuntimeError(msg)
+        ids = _check_ids(cohort, patient_ids)
+        blocks = []
+        for m, parts in self.parts_.items():
+            if m not in cohort.modalities:
+                msg = f"cohort {cohort.name!r} lacks modality {m!r} that the pooled features were fitted on"
+                raise InputError(msg, field=f"modalities.{m}")
+            for part in parts:
+                blocks.append(part.transform(cohort, ids).reindex(ids).add_prefix(f"{m}{SEP}"))
+        out = pd.concat(blocks, axis=1)
+        out.index = pd.Index(ids, name=cohort.patients.index.name)
+        return out
+
+    def fit_transform(self, cohort: Cohort, train_ids: Sequence[str]) -> pd.DataFrame:
+        return self.fit(cohort, train_ids).transform(cohort, train_ids)
+
+
+def _check_ids(cohort: Cohort, patient_ids: Sequence[str]) -> list[str]:
+    ids = [str(p) for p in patient_ids]
+    unknown = [p for p in ids if p not in cohort.patients.index]
+    if unknown:
+        msg = f"{len(unknown)} patient id(s) not in cohort {cohort.name!r}, e.g. {unknown[:3]}"
+        raise InputError(msg, patient=unknown[0], field="patient_ids")
+    return ids

@@ -1,0 +1,54 @@
+"""Neighbour context of patch tokens: each token carries the mean embedding of its grid neighbours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from multimodal.adapters.pathology import PathologyAdapter, neighbour_mean
+from multimodal.errors import ConfigError
+from tests.adapters.test_pathology_adapter import TRAIN, make_cohort, read_source
+
+
+def _brute_force(x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(x)
+    for i, (gx, gy) in enumerate(grid):
+        nb = [j for j, (hx, hy) in enumerate(grid) if (hx, hy) != (gx, gy) and abs(hx - gx) <= 1 and abs(hy - gy) <= 1]
+        if nb:
+            out[i] = x[nb].mean(0)
+    return out
+
+
+def test_neighbour_mean_matches_brute_force_on_a_sparse_grid() -> None:
+    rng = np.random.default_rng(0)
+    cells = rng.choice(12 * 12, size=60, replace=False)
+    grid = np.stack([cells % 12, cells // 12], axis=1).astype(np.float32) + np.array([30.0, 5.0], np.float32)
+    x = rng.standard_normal((60, 5)).astype(np.float32)
+    np.testing.assert_allclose(neighbour_mean(x, grid), _brute_force(x, grid), atol=1e-6)
+    isolated = np.array([[0.0, 0.0], [5.0, 5.0]], np.float32)
+    assert not neighbour_mean(np.ones((2, 3), np.float32), isolated).any()
+
+
+def test_context_tokens_are_the_patch_and_its_whole_bag_neighbourhood(tmp_path: Path) -> None:
+    cohort = make_cohort(tmp_path, {"P0": [300, 120], "P1": [80], "P2": [200, 50, 10]})
+    a = PathologyAdapter(neighbour_context=True, max_patches=40).fit(cohort, TRAIN)
+    assert a.stream_spec().feature_dim == 2 * 16
+    full = a.transform("P0")
+    x, coords = read_source(cohort.modalities["pathology"].slides["P0"][0].path)
+    ctx = _brute_force(x, coords // 256)
+    f = full.features[0].numpy()
+    np.testing.assert_allclose(f[:300, :16], x, atol=1e-6)
+    np.testing.assert_allclose(f[:300, 16:], ctx, atol=1e-5)
+    # a training sample keeps each sampled patch's context from the whole bag, not from the sample
+    s = a.transform("P0", train=True, seed=3)
+    rows = s.meta["patch_rows"]
+    first = s.slide_index[0].numpy() == 0
+    np.testing.assert_allclose(s.features[0].numpy()[first, 16:], ctx[rows[first]], atol=1e-5)
+    assert s.features.shape[1] == 40
+
+
+def test_context_and_prototypes_are_exclusive() -> None:
+    with pytest.raises(ConfigError, match="neighbour_context"):
+        PathologyAdapter(neighbour_context=True, prototypes=4)
