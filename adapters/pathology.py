@@ -341,6 +341,9 @@ class PathologyAdapter(Adapter):
                 keep = np.arange(b.num_patches)
                 x = b.read_all(self.config.inference_chunk)
                 feats.append(np.concatenate([x, neighbour_mean(x, g)], axis=1))
+            elif len(r) == 0:  # a slide the training sample left out
+                coords.append(np.empty((0, 2), dtype=np.int64))
+                continue
             else:  # read only the sampled patches and their neighbours
                 keep = np.asarray(r)
                 nb = neighbour_rows(g)[keep]  # (n, 8), -1 = no neighbour there

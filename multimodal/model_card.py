@@ -79,6 +79,25 @@ def performance_lines(validation: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def recalibration_line(recalibration: Any) -> str:
+    """The model-details bullet on the recalibration maps of ``metadata["recalibration"]`` (each part fitted, or the
+    reason it was skipped); "" for a pipeline that predates recalibration."""
+    if not isinstance(recalibration, Mapping):
+        return ""
+    if "skipped" in recalibration:
+        return f"\n- Probabilities are not recalibrated: {fmt_value(recalibration['skipped'])}."
+    parts = []
+    for part in ("survival", "response"):
+        entry = recalibration.get(part)
+        if isinstance(entry, Mapping) and "slope" in entry:
+            parts.append(f"{part} slope {fmt_metric(entry['slope'])}")
+        elif isinstance(entry, Mapping) and "skipped" in entry:
+            parts.append(f"{part} not recalibrated: {fmt_value(entry['skipped'])}")
+    detail = f" ({'; '.join(parts)})" if parts else ""
+    return (f"\n- Probabilities are recalibrated on the {fmt_value(recalibration.get('n_val'))} inner-validation "
+            f"patients{detail}; risk scores and attributions are the model's own.")
+
+
 def render_model_card(pipe: Pipeline) -> str:
     m = pipe.metadata
     cfg = pipe.model.config
@@ -101,6 +120,7 @@ def render_model_card(pipe: Pipeline) -> str:
                 f"{fmt_value([e.get('seed') for e in members])} (selected epochs "
                 f"{fmt_value([e.get('best_epoch') for e in members])});\n  predictions and attributions are the "
                 "members' mean.") if members else ""
+    recalibrated = recalibration_line(m.get("recalibration"))
     refs = m.get("attribution_reference") or {}
     reference = (f"\n- Genomic attributions in reports are read against the mean attribution of "
                  f"{max(int(r.get('n_patients', 0)) for r in refs.values())} inner-validation patients\n"
@@ -115,7 +135,7 @@ def render_model_card(pipe: Pipeline) -> str:
 - Survival head: {cfg.survival} (bins: {len(cfg.bin_edges or []) + 1}, edges {edges});
   response classes: {cfg.response_classes}; treatment arms: {arms}.
 - Trained on {n_train} patients; early stopping on {n_val} inner-validation patients
-  (selected epoch {epoch}, inner-validation score {score}{averaged}). Seed {seed}.{ensemble}{reference}
+  (selected epoch {epoch}, inner-validation score {score}{averaged}). Seed {seed}.{recalibrated}{ensemble}{reference}
 
 ## Inputs
 | modality | kind | feature dim | slots | vocabulary |

@@ -25,6 +25,9 @@ import torch
 
 from multimodal import __version__
 from multimodal.adapters.base import Adapter
+from multimodal.calibration import fitted_map as _fitted
+from multimodal.calibration import map_intercepts as _intercepts
+from multimodal.calibration import recalibrate_response, recalibrate_survival, recalibrated_parts
 from multimodal.cohorts.cohort import Cohort
 from multimodal.config import from_dict, to_dict
 from multimodal.data import PatientDataset
@@ -443,33 +446,21 @@ def _fit_survival_map(pred: pd.DataFrame, cohort: Cohort, config: MultimodalConf
         return {"skipped": str(exc)}
 
 
-def _fitted(entry: Any) -> bool:
-    """A fitted map: a slope and an intercept (response) or one intercept per bin (survival)."""
-    return isinstance(entry, dict) and "slope" in entry and ("intercept" in entry or "intercepts" in entry)
-
-
-def _intercepts(entry: Mapping[str, Any]) -> Any:
-    return entry["intercepts"] if "intercepts" in entry else entry["intercept"]
-
-
 def apply_recalibration(pred: pd.DataFrame, recalibration: Mapping[str, Any] | None) -> pd.DataFrame:
     """``pred`` with its response probabilities (``response_prob``, ``response_prob_arm_<a>``: one map for every arm)
-    and survival columns (``surv_<k>``) recalibrated by the fitted maps; unchanged without them."""
-    from multimodal.metrics import apply_logistic_recalibration, apply_survival_recalibration
+    and survival columns (``surv_<k>``) recalibrated by the fitted maps; unchanged without them.
 
-    rec = recalibration or {}
+    The maps are applied by :func:`multimodal.calibration.recalibrate_response` /
+    :func:`~multimodal.calibration.recalibrate_survival`, as in the patient report (:mod:`multimodal.explain.risk`).
+    """
     out = pred.copy()
-    resp = rec.get("response")
-    if _fitted(resp):
+    parts = recalibrated_parts(recalibration)
+    if "response" in parts:
         for c in [c for c in out.columns if c == "response_prob" or c.startswith("response_prob_arm_")]:
-            cal = apply_logistic_recalibration(out[c].to_numpy(float), resp["intercept"], resp["slope"])
-            out[c] = cal.astype(out[c].dtype)
-    surv, cols = rec.get("survival"), _surv_columns(out)
-    if _fitted(surv) and cols:
-        a = np.asarray(_intercepts(surv), dtype=float)
-        if a.ndim and a.shape != (len(cols),):
-            raise IntegrityError(f"recalibration.survival has {a.size} intercepts for {len(cols)} survival bins")
-        cal = apply_survival_recalibration(out[cols].to_numpy(float), a, surv["slope"])
+            out[c] = recalibrate_response(out[c].to_numpy(float), recalibration).astype(out[c].dtype)
+    cols = _surv_columns(out)
+    if "survival" in parts and cols:
+        cal = recalibrate_survival(out[cols].to_numpy(float), recalibration)
         for j, c in enumerate(cols):
             out[c] = cal[:, j].astype(out[c].dtype)
     return out

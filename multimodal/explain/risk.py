@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from multimodal import __version__
+from multimodal.calibration import recalibrate_response, recalibrate_survival, recalibrated_parts
 from multimodal.data import PatientDataset, collate_patients
 from multimodal.errors import InputError
 from multimodal.explain.attribution import integrated_gradients, modality_shapley
@@ -82,7 +83,13 @@ def explain_patient(
     pipe: Pipeline, cohort: Cohort, patient_id: str, *, horizons: list[float] | None = None, mc_samples: int = 10,
     top_k: int = 10, n_steps: int = 16, seed: int = 0,
 ) -> RiskResult:
-    """Everything the per-patient report shows, for ``patient_id`` of ``cohort``."""
+    """Everything the per-patient report shows, for ``patient_id`` of ``cohort``.
+
+    Survival (curve, its MC-dropout band, risks at horizons) and response probabilities go through the pipeline's
+    recalibration maps as in :meth:`~multimodal.pipeline.Pipeline.predict` (:mod:`multimodal.calibration`; the band
+    maps each dropout sample before its quantiles). The risk score, its percentile / group and the attributions are
+    the model's raw output (the maps are monotone and keep every ranking).
+    """
     if patient_id not in cohort.patients.index:
         raise InputError("unknown patient id", patient=patient_id, field="patient_id",
                          hint="use an id from the manifest's patient table")
@@ -90,6 +97,7 @@ def explain_patient(
     model = pipe.model
     model.eval()
     meta = pipe.metadata
+    recalibration = meta.get("recalibration")
     target = explain_target(model)  # what the attributions explain: survival risk, or response for response-only
     reference = read_reference(meta, target)  # checked before any work
     ds = PatientDataset(cohort, pipe.adapters, [patient_id], train=False)
@@ -120,8 +128,8 @@ def explain_patient(
     cfg = model.config
     if out.survival is not None:
         edges = list(cfg.bin_edges or [])
-        s = out.survival[0].numpy()
-        band = np.stack([o.survival[0].numpy() for o in mc]) if mc else s[None]
+        s = recalibrate_survival(out.survival[0].numpy()[None], recalibration)[0]
+        band = recalibrate_survival(np.stack([o.survival[0].numpy() for o in mc]), recalibration) if mc else s[None]
         t_end = edges + [edges[-1] * 1.5 if edges else 1.0]
         times = [0.0, *t_end]
         survival = {
@@ -129,7 +137,9 @@ def explain_patient(
             "lower": [1.0, *np.quantile(band, 0.05, axis=0).tolist()],
             "upper": [1.0, *np.quantile(band, 0.95, axis=0).tolist()],
             "time_unit": time_unit, "note": "S(t) at the end of each discrete-time bin; band = 90% MC-dropout range"
-            + (" over every ensemble member" if isinstance(model, MultimodalEnsemble) else ""),
+            + (" over every ensemble member" if isinstance(model, MultimodalEnsemble) else "")
+            + ("; recalibrated on the inner-validation patients" if "survival" in recalibrated_parts(recalibration)
+               else ""),
         }
         hs = horizons or edges[:3]
         for h in hs:
@@ -143,15 +153,17 @@ def explain_patient(
 
     response = []
     if out.response_prob_per_arm is not None:
-        probs = out.response_prob_per_arm[0, :, -1].numpy()
-        draws = np.stack([o.response_prob_per_arm[0, :, -1].numpy() for o in mc]) if mc else probs[None]
+        probs = recalibrate_response(out.response_prob_per_arm[0, :, -1].numpy(), recalibration)
+        draws = recalibrate_response(np.stack([o.response_prob_per_arm[0, :, -1].numpy() for o in mc]),
+                                     recalibration) if mc else probs[None]
         for a, p in enumerate(probs):
             response.append({"arm": arms[a] if a < len(arms) else str(a), "probability": float(p),
                              "lower": float(np.quantile(draws[:, a], 0.05)),
                              "upper": float(np.quantile(draws[:, a], 0.95))})
     elif out.response_prob is not None:
-        p = float(out.response_prob[0, -1])
-        draws = np.array([float(o.response_prob[0, -1]) for o in mc]) if mc else np.array([p])
+        p = float(recalibrate_response(float(out.response_prob[0, -1]), recalibration))
+        draws = recalibrate_response(np.array([float(o.response_prob[0, -1]) for o in mc]), recalibration) \
+            if mc else np.array([p])
         response.append({"arm": None, "probability": p, "lower": float(np.quantile(draws, 0.05)),
                          "upper": float(np.quantile(draws, 0.95))})
 
@@ -170,7 +182,8 @@ def explain_patient(
         model={"name": f"precision-multimodal/{meta.get('cohort', 'model')}", "version": __version__,
                "hash": model_hash, "cohort": meta.get("cohort"), "task": meta.get("task"), "time_unit": time_unit,
                "n_train": meta.get("n_train"), "target": target,
-               "ensemble_members": int(getattr(model, "num_members", 1))},
+               "ensemble_members": int(getattr(model, "num_members", 1)),
+               "recalibrated": recalibrated_parts(recalibration)},
         inputs_used=used, inputs_missing=missing, risk_score=risk, percentile=percentile, risk_group=group,
         survival=survival, risks_at_horizons=at_h, response=response,
         modality_contributions={"values": shap["values"], "f_all": shap["f_all"], "f_none": shap["f_none"],

@@ -52,3 +52,14 @@ def test_context_tokens_are_the_patch_and_its_whole_bag_neighbourhood(tmp_path: 
 def test_context_and_prototypes_are_exclusive() -> None:
     with pytest.raises(ConfigError, match="neighbour_context"):
         PathologyAdapter(neighbour_context=True, prototypes=4)
+
+
+def test_a_slide_left_out_of_the_training_sample_is_skipped(tmp_path: Path) -> None:
+    cohort = make_cohort(tmp_path, {"P0": [400, 3], "P1": [80]})
+    a = PathologyAdapter(neighbour_context=True, max_patches=8).fit(cohort, ["P0", "P1"])
+    seen_small = 0
+    for seed in range(40):
+        s = a.transform("P0", train=True, seed=seed)
+        assert s.features.shape == (1, 8, 32) and np.isfinite(s.features.numpy()).all()
+        seen_small += int((s.slide_index[0] == 1).any())
+    assert seen_small < 40  # most samples leave the 3-patch slide out: the case that must not fail

