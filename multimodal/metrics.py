@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from multimodal.errors import InputError
 
@@ -814,8 +814,11 @@ def _is_number(v: Any) -> bool:
     return v is None or (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)))
 
 
-def summarize_folds(per_fold: Sequence[Mapping[str, Any]], *, ddof: int = 1, alpha: float = 0.05) -> dict[str, Any]:
-    """Mean, standard deviation and t-interval of each scalar metric over folds.
+def summarize_folds(per_fold: Sequence[Mapping[str, Any]], *, ddof: int = 1) -> dict[str, Any]:
+    """Mean and standard deviation of each scalar metric over folds.
+
+    No interval is computed here: a t-interval over a handful of folds is neither bounded nor honest about the
+    patients; the study's 95 % CIs are a bootstrap over patients within each fold (``multimodal.study``).
 
     Keys whose values are not numbers (lists, dicts) are ignored; ``None`` / NaN values (undefined in that fold) are
     left out of that key's summary and counted in ``n``.
@@ -823,31 +826,23 @@ def summarize_folds(per_fold: Sequence[Mapping[str, Any]], *, ddof: int = 1, alp
     Args:
         per_fold: one metrics dict per fold.
         ddof: degrees of freedom of the std (1 = sample std; the MCAT/PORPOISE tables use 0).
-        alpha: 1 - confidence level of ``ci95`` (mean ± t quantile × std / sqrt(k), with the sample std).
 
     Returns:
-        ``{"mean": {key: float}, "std": {key: float}, "ci95": {key: [lo, hi]}, "n": {key: n_defined}}``.
+        ``{"mean": {key: float}, "std": {key: float}, "n": {key: n_defined}}``.
     """
     keys: list[str] = []
     for d in per_fold:
         keys += [k for k, v in d.items() if _is_number(v) and k not in keys]
-    out: dict[str, Any] = {"mean": {}, "std": {}, "ci95": {}, "n": {}}
+    out: dict[str, Any] = {"mean": {}, "std": {}, "n": {}}
     for k in keys:
         vals = np.array([float(d[k]) for d in per_fold if d.get(k) is not None and _is_number(d[k])], dtype=float)
         vals = vals[np.isfinite(vals)]
         out["n"][k] = int(vals.size)
         if vals.size == 0:
             out["mean"][k] = out["std"][k] = None
-            out["ci95"][k] = [None, None]
             continue
-        mean = float(vals.mean())
-        out["mean"][k] = mean
+        out["mean"][k] = float(vals.mean())
         out["std"][k] = float(vals.std(ddof=ddof)) if vals.size > ddof else None
-        if vals.size > 1:
-            half = float(stats.t.ppf(1 - alpha / 2, vals.size - 1) * vals.std(ddof=1) / math.sqrt(vals.size))
-            out["ci95"][k] = [mean - half, mean + half]
-        else:
-            out["ci95"][k] = [None, None]
     return out
 
 

@@ -57,11 +57,15 @@ def _count(v: Any) -> str:
 
 def performance_lines(validation: Mapping[str, Any]) -> list[str]:
     """Markdown bullets of a pipeline's ``metadata["validation"]`` (written by ``api.attach_validation``): each
-    metric's mean over folds with its 95% CI in brackets (``0.612 (0.550–0.670)``), other entries formatted alike."""
+    metric's mean over folds with its 95% CI in brackets (``0.612 (0.550–0.670)``), other entries formatted alike.
+    A ``<metric>_bootstrap`` CI equal to the metric's own CI (its alias in studies where every CI is a bootstrap over
+    patients) is not repeated."""
     lines: list[str] = []
     for key, v in validation.items():
         if key.endswith(_CI) and f"{key[: -len(_CI)]}{_MEAN}" in validation:
             continue  # shown with its mean
+        if key.endswith(f"_bootstrap{_CI}") and validation.get(key.replace(f"_bootstrap{_CI}", _CI)) == v:
+            continue  # the alias of the metric's own CI
         if key.endswith(_MEAN):
             name = key[: -len(_MEAN)]
             ci = validation.get(f"{name}{_CI}")

@@ -7,7 +7,10 @@ Protocol (declared, leakage-safe):
 * inside each training fold an inner validation split (stratified, ``training.val_fraction``) is carved out for
   early stopping; adapters and baselines' preprocessing are fitted on training patients only;
 * the reporting fold (``val`` of the split file) is never used for model selection;
-* per-fold predictions and metrics are saved as the run goes; a re-run of the same command resumes fold by fold.
+* per-fold predictions and metrics are saved as the run goes; a re-run of the same command resumes fold by fold;
+* every 95 % CI is a percentile bootstrap over patients, resampled within each fold and the fold metrics averaged,
+  clipped to the metric's range (:class:`FoldBootstrap`); the same resamples serve every method, so ``comparison``
+  (our model minus the best baseline, and minus every baseline) is a paired difference with its own bootstrap CI.
 
 Outputs in the run directory: ``predictions.parquet``, ``summary.json``, ``summary.md``, ``folds/fold_<k>.json``,
 ``config.yaml``, ``run.json`` (versions, seed, input fingerprints).
@@ -263,8 +266,9 @@ class Study:
     def _score(self, res: MethodResult, fold: Fold) -> dict[str, Any]:
         """Metrics of one method on one reporting fold. Survival studies also get the calibration at the calibration
         horizon (``calibration`` table, ``calibration_slope``, ``ici``); the predicted event probability by that horizon
-        is added to ``res.predictions`` (``event_prob_at_horizon``, ``calibration_horizon``) so that the summary can
-        bootstrap the calibration over patients."""
+        is added to ``res.predictions`` (``event_prob_at_horizon``, ``calibration_horizon``), and ``S(t | x)`` on the
+        integrated Brier score's grid (``ibs_surv_<j>``; the grid is ``ibs_grid`` of the metrics), so that the summary
+        can bootstrap the calibration and the IBS over patients."""
         from multimodal.metrics import calibration_at, response_metrics, survival_metrics
 
         c = self.cohort
@@ -281,6 +285,10 @@ class Study:
         surv = self._survival_grid(res, grid, tr_t, tr_e)
         m = survival_metrics(t, e, risk, train_time=tr_t, train_event=tr_e, surv_probs=surv,
                              grid=grid if surv is not None else None, horizons=horizons)
+        if surv is not None:  # the IBS's inputs, for the bootstrap of the summary
+            m["ibs_grid"] = [float(g) for g in grid]
+            for j, col in enumerate(np.asarray(surv, float).T):
+                res.predictions[f"{IBS_SURV_PREFIX}{j}"] = col
         h = self.config.evaluation.calibration_horizon or (float(np.median(t[e])) if e.any() else None)
         m["calibration_slope"] = m["ici"] = None
         if surv is not None and h is not None:
@@ -433,6 +441,10 @@ class Study:
 
     def _summarize(self, per_method: dict[str, list[dict[str, Any]]], preds: pd.DataFrame, folds: list[Fold],
                    oracle: dict[str, Any] | None) -> dict[str, Any]:
+        """Per-method fold metrics, their mean and std over folds, and a 95 % CI of every summary metric: a percentile
+        bootstrap over patients, resampled within each fold and the fold metrics averaged (the same resamples for
+        every method, so :func:`compare_methods` pairs them); ``<key>_bootstrap`` repeats the CI of the keys that had
+        one under that name before. ``comparison``: our model against the baselines (:func:`compare_methods`)."""
         from multimodal.metrics import harrell_c, summarize_folds
 
         task = self.config.task
@@ -440,17 +452,17 @@ class Study:
         n_boot = self.config.evaluation.bootstrap
         out: dict[str, Any] = {"task": task, "cohort": self.cohort.name, "n_folds": len(folds),
                                "protocol": {**self._protocol(), "calibration": _calibration_text(task)}, "methods": {}}
+        boot = FoldBootstrap(preds, n_boot, self.config.seed, task=task)
+        contexts = self._fold_contexts(per_method, folds)
         for name, folds_m in per_method.items():
             agg = summarize_folds(folds_m)
-            mean = {k: agg["mean"].get(k) for k in keys}
-            ci = {k: _bounded(k, agg["ci95"].get(k)) for k in keys}
-            # bootstrap CIs of the mean main metric and of the calibration: resample patients within each fold,
-            # average the fold metrics
             sub = preds[preds["method"] == name]
-            if n_boot and not sub.empty:
-                for key in _bootstrap_keys(task):
-                    ci[f"{key}_bootstrap"] = _fold_bootstrap(sub, key, n_boot, self.config.seed, task=task)
-            out["methods"][name] = {"folds": folds_m, "mean": mean, "std": {k: agg["std"].get(k) for k in keys}, "ci95": ci}
+            ci = {k: boot.ci(sub, k, contexts.get(name), name=name) for k in keys}
+            ci.update({f"{k}_bootstrap": ci[k] for k in _bootstrap_keys(task)})
+            out["methods"][name] = {"folds": folds_m, "mean": {k: agg["mean"].get(k) for k in keys},
+                                    "std": {k: agg["std"].get(k) for k in keys}, "ci95": ci}
+        out["comparison"] = compare_methods(preds, {n: m["mean"] for n, m in out["methods"].items()}, boot,
+                                            contexts=contexts)
         if oracle is not None and self.config.task != "response":
             table = oracle["table"]
             vals = []
@@ -460,6 +472,22 @@ class Study:
                 if e.any():
                     vals.append(harrell_c(t, e, table.loc[ids, "true_risk"].to_numpy(float)))
             out["oracle"] = {"c_index": float(np.mean(vals)) if vals else None, "folds": vals}
+        return out
+
+    def _fold_contexts(self, per_method: dict[str, list[dict[str, Any]]],
+                       folds: list[Fold]) -> dict[str, dict[Any, FoldContext]]:
+        """{method: {fold index: FoldContext}}: the fold's training patients (the IPCW censoring estimate, as in
+        :meth:`_score`) and the evaluation times its metrics used (td-AUC horizons, IBS grid)."""
+        if self.config.task == "response":
+            return {}
+        train = {f.index: self.cohort.survival_arrays(self._eligible(f.train)) for f in folds}
+        out: dict[str, dict[Any, FoldContext]] = {}
+        for name, folds_m in per_method.items():
+            for rec in folds_m:
+                tr = train.get(rec.get("fold"))
+                if tr is not None:
+                    out.setdefault(name, {})[rec["fold"]] = FoldContext(
+                        tr[0], tr[1], horizons=rec.get("td_auc_horizons"), grid=rec.get("ibs_grid"))
         return out
 
     def _selection_text(self) -> str:
@@ -482,6 +510,7 @@ class Study:
             "model_selection": self._selection_text(),
             "preprocessing": "adapters and baseline preprocessing fitted on training patients of each fold only",
             "time_unit": c.time_unit,
+            "intervals": _intervals_text(self.config.task, self.config.evaluation.bootstrap),
         }
 
 
@@ -523,40 +552,6 @@ def _grid(tr_t: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:
     return np.linspace(lo, hi, 20)
 
 
-def _fold_bootstrap(sub: pd.DataFrame, key: str, n_boot: int, seed: int, *,
-                    task: str | None = None) -> list[float | None]:
-    """Percentile 95 % CI of the mean over folds of metric ``key``: each resample draws patients with replacement within
-    every fold; bounded to the metric's range (:data:`METRIC_RANGES`). ``[None, None]`` when the predictions lack the
-    metric's columns (runs resumed from folds written before the metric existed) or no resample is defined."""
-    from multimodal.metrics import UndefinedMetricError
-
-    metric, needed = _boot_metric(key, task), _BOOT_COLUMNS[_boot_family(key, task)]
-    if metric is None or not needed <= set(sub.columns):
-        return [None, None]
-    if "response" not in needed:  # a method / fold without calibration predictions has NaN there
-        sub = sub.dropna(subset=sorted(needed))
-    rng = np.random.default_rng(seed)
-    groups = [g for _, g in sub.groupby("fold")]
-    vals = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(n_boot):
-            fold_vals = []
-            for g in groups:
-                idx = rng.integers(0, len(g), len(g))
-                try:
-                    fold_vals.append(metric(g.iloc[idx]))
-                except (UndefinedMetricError, ValueError):
-                    continue
-            if fold_vals:
-                vals.append(float(np.mean(fold_vals)))
-    vals = [v for v in vals if np.isfinite(v)]
-    if not vals:
-        return [None, None]
-    lo, hi = np.quantile(vals, [0.025, 0.975])
-    return _bounded(key, [float(lo), float(hi)])
-
-
 #: The calibration metrics: survival's at the calibration horizon, or the response's (task `response`).
 CALIBRATION_KEYS = ("calibration_slope", "ici")
 #: Natural range of a summary metric; confidence intervals are clipped to it (absent = unbounded).
@@ -564,12 +559,181 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "c_index": (0.0, 1.0), "c_index_uno": (0.0, 1.0), "td_auc": (0.0, 1.0), "ibs": (0.0, 1.0), "auroc": (0.0, 1.0),
     "auprc": (0.0, 1.0), "brier": (0.0, 1.0), "ici": (0.0, 1.0), "response_ici": (0.0, 1.0),
 }
+#: Prediction columns of ``S(t | x)`` on the IBS grid (written by :meth:`Study._score`).
+IBS_SURV_PREFIX = "ibs_surv_"
+#: Metrics whose IPCW computation (scikit-survival) is slow: bootstrapped with at most this many resamples (the first
+#: ones of the shared resamples); the count is stated in the summary's ``protocol.intervals``.
+IPCW_KEYS = ("c_index_uno", "td_auc", "ibs")
+IPCW_BOOTSTRAP = 50
 #: Prediction columns each bootstrapped metric family needs.
-_BOOT_COLUMNS: dict[str, set[str]] = {
-    "c_index": {"time", "event", "risk"},
-    "survival_calibration": {"time", "event", "event_prob_at_horizon", "calibration_horizon"},
-    "response": {"response", "response_prob"},
+_BOOT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "risk": ("time", "event", "risk"),
+    "ibs": ("time", "event"),  # and the ibs_surv_<j> columns
+    "survival_calibration": ("time", "event", "event_prob_at_horizon", "calibration_horizon"),
+    "response": ("response", "response_prob"),
 }
+
+
+@dataclass(frozen=True)
+class FoldContext:
+    """What a fold's metrics need besides its predictions: the training fold's time / event (IPCW censoring estimate of
+    Uno's c-index, td-AUC and IBS) and the evaluation times of the fold's own metrics, kept fixed in every resample
+    (``horizons`` of the td-AUC, default: chosen per resample; ``grid`` of the IBS)."""
+
+    train_time: np.ndarray | None = None
+    train_event: np.ndarray | None = None
+    horizons: Sequence[float] | None = None
+    grid: Sequence[float] | None = None
+
+
+class FoldBootstrap:
+    """Patient resamples drawn within each fold of ``preds`` (``fold``, ``patient_id`` columns), the same for every
+    method and metric: the fold's patients are drawn with replacement ``n_boot`` times (seeded), and a method's rows
+    are looked up by patient id, so two methods' resampled metrics are paired."""
+
+    def __init__(self, preds: pd.DataFrame, n_boot: int, seed: int, *, task: str | None = None) -> None:
+        self.n_boot, self.task = int(n_boot), task
+        self._cache: dict[tuple[str, str, bool], np.ndarray] = {}
+        rng = np.random.default_rng(seed)
+        self.patients: dict[Any, pd.Index] = {}
+        self.index: dict[Any, np.ndarray] = {}
+        for fold, g in preds.groupby("fold", sort=True):
+            ids = pd.Index(sorted(pd.unique(g["patient_id"]), key=str))
+            self.patients[fold] = ids
+            self.index[fold] = rng.integers(0, len(ids), (self.n_boot, len(ids)))
+
+    def n_resamples(self, key: str) -> int:
+        return min(self.n_boot, IPCW_BOOTSTRAP) if key in IPCW_KEYS else self.n_boot
+
+    def values(self, sub: pd.DataFrame, key: str, contexts: dict[Any, FoldContext] | None = None, *,
+               point: bool = False, name: str | None = None) -> np.ndarray:
+        """``(resamples, folds)`` metric ``key`` of one method's predictions ``sub`` on each resample of each fold (NaN
+        where undefined, or where ``sub`` lacks the metric's columns); ``point``: one row, the folds as they are.
+        ``name``: the method's name, under which the values are kept for later calls."""
+        if name is not None and (name, key, point) in self._cache:
+            return self._cache[name, key, point]
+        out = self._values(sub, key, contexts, point)
+        if name is not None:
+            self._cache[name, key, point] = out
+        return out
+
+    def _values(self, sub: pd.DataFrame, key: str, contexts: dict[Any, FoldContext] | None,
+                point: bool) -> np.ndarray:
+        from multimodal.errors import InputError
+        from multimodal.metrics import UndefinedMetricError
+
+        folds = list(self.index)
+        n = 1 if point else self.n_resamples(key)
+        out = np.full((n, len(folds)), np.nan)
+        metric = _boot_metric(key, self.task)
+        if metric is None or sub.empty:
+            return out
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for j, fold in enumerate(folds):
+                cols = _aligned_columns(sub[sub["fold"] == fold], self.patients[fold], key, self.task)
+                if cols is None:
+                    continue
+                ok = cols.pop("_ok")
+                if not ok.any():  # e.g. a survival baseline's response metrics
+                    continue
+                ctx = (contexts or {}).get(fold)
+                rows = np.arange(len(ok))[None] if point else self.index[fold][:n]
+                for b, idx in enumerate(rows):
+                    idx = idx[ok[idx]]
+                    try:
+                        out[b, j] = metric({c: a[idx] for c, a in cols.items()}, ctx)
+                    except (UndefinedMetricError, InputError, ValueError, ZeroDivisionError):
+                        continue
+        out[~np.isfinite(out)] = np.nan
+        return out
+
+    def ci(self, sub: pd.DataFrame, key: str, contexts: dict[Any, FoldContext] | None = None, *,
+           name: str | None = None) -> list[float | None]:
+        """Percentile 95 % CI of the mean over folds of ``key`` (:func:`percentile_ci`)."""
+        if not self.n_boot:
+            return [None, None]
+        return percentile_ci(_fold_means(self.values(sub, key, contexts, name=name)), key)
+
+
+def _fold_means(vals: np.ndarray) -> np.ndarray:
+    """Per resample (row), the mean of the folds where the metric is defined; resamples defined in no fold dropped."""
+    ok = np.isfinite(vals)
+    keep = ok.any(axis=1)
+    return np.nansum(vals[keep], axis=1) / ok[keep].sum(axis=1)
+
+
+def _paired_diffs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per resample, mean over the folds where both are defined of ``a - b`` (same resamples for both)."""
+    both = np.isfinite(a) & np.isfinite(b)
+    keep = both.any(axis=1)
+    d = np.where(both, a - b, 0.0)[keep]
+    return d.sum(axis=1) / both[keep].sum(axis=1)
+
+
+def percentile_ci(values: np.ndarray, key: str | None = None, *, width: float | None = None) -> list[float | None]:
+    """The 2.5 % and 97.5 % quantiles of bootstrap ``values``, clipped to the metric's range (:data:`METRIC_RANGES`) or
+    to ``[-width, width]``; ``[None, None]`` without values."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [None, None]
+    lo, hi = (float(q) for q in np.quantile(v, [0.025, 0.975]))
+    if width is not None:
+        return [float(np.clip(lo, -width, width)), float(np.clip(hi, -width, width))]
+    return _bounded(key, [lo, hi]) if key else [lo, hi]
+
+
+def _fold_bootstrap(sub: pd.DataFrame, key: str, n_boot: int, seed: int, *, task: str | None = None,
+                    contexts: dict[Any, FoldContext] | None = None) -> list[float | None]:
+    """Percentile 95 % CI of the mean over folds of metric ``key`` of one method's predictions ``sub``: each resample
+    draws patients with replacement within every fold (:class:`FoldBootstrap`); bounded to the metric's range
+    (:data:`METRIC_RANGES`). ``contexts`` ({fold: :class:`FoldContext`}) gives the IPCW metrics their training fold.
+    ``[None, None]`` when the predictions lack the metric's columns (runs resumed from folds written before the metric
+    existed) or no resample is defined."""
+    return FoldBootstrap(sub, n_boot, seed, task=task).ci(sub, key, contexts)
+
+
+def main_metric(task: str | None) -> str:
+    """The metric that ranks methods: c-index (survival studies), AUROC (response)."""
+    return _summary_keys(task)[0]
+
+
+def compare_methods(preds: pd.DataFrame, means: dict[str, dict[str, Any]], boot: FoldBootstrap, *,
+                    ours: str = "multimodal", contexts: dict[str, dict[Any, FoldContext]] | None = None,
+                    ) -> dict[str, Any] | None:
+    """Our model against the baselines (methods not named ``multimodal*``) on the main metric: the best baseline by
+    mean over folds (``means``: {method: {metric: mean}}), and the paired difference ours − baseline against it and
+    against every baseline (``vs``), each with a 95 % bootstrap CI over patients (:func:`paired_difference`). None
+    when the study has no baseline or no ``ours``."""
+    key = main_metric(boot.task)
+    base = {n: m.get(key) for n, m in means.items() if not n.startswith("multimodal")}
+    ranked = sorted(((v, n) for n, v in base.items() if v is not None), key=lambda x: -x[0])
+    if ours not in means or not ranked:
+        return None
+    vs = {n: paired_difference(preds, ours, n, key, boot, contexts=contexts) for n in base}
+    best = ranked[0][1]
+    return {"metric": key, "method": ours, "best_baseline": best, **vs[best], "n_boot": boot.n_resamples(key),
+            "vs": vs}
+
+
+def paired_difference(preds: pd.DataFrame, a: str, b: str, key: str, boot: FoldBootstrap, *,
+                      contexts: dict[str, dict[Any, FoldContext]] | None = None) -> dict[str, Any]:
+    """``{"diff", "ci95"}``: mean over folds of metric ``key`` of method ``a`` minus that of method ``b`` (rows of
+    ``preds`` by ``method``; the folds where both are defined), with the percentile 95 % CI of the same difference
+    over ``boot``'s resamples (the same patients drawn for both methods). ``contexts``: {method: {fold: context}}."""
+    contexts = contexts or {}
+
+    def vals(name: str, point: bool) -> np.ndarray:
+        return boot.values(preds[preds["method"] == name], key, contexts.get(name), point=point, name=name)
+
+    point = _paired_diffs(vals(a, True), vals(b, True))
+    diff = float(point[0]) if point.size else None
+    if not boot.n_boot:
+        return {"diff": diff, "ci95": [None, None]}
+    lo_hi = METRIC_RANGES.get(key)
+    d = _paired_diffs(vals(a, False), vals(b, False))
+    return {"diff": diff, "ci95": percentile_ci(d, width=(lo_hi[1] - lo_hi[0]) if lo_hi else None)}
 
 
 def _summary_keys(task: str | None) -> tuple[str, ...]:
@@ -583,43 +747,89 @@ def _summary_keys(task: str | None) -> tuple[str, ...]:
 
 
 def _bootstrap_keys(task: str | None) -> tuple[str, ...]:
-    """Keys with a patient bootstrap CI (``<key>_bootstrap``): the main metric and the calibration."""
+    """Keys whose CI is also written as ``<key>_bootstrap`` (their name before every CI was a bootstrap): the main
+    metric and the calibration."""
     keys = _summary_keys(task)
     return (keys[0], *(k for k in keys if k.endswith(CALIBRATION_KEYS)))
 
 
 def _boot_family(key: str, task: str | None) -> str:
-    if key == "auroc" or key.startswith("response_") or task == "response":
+    if key in ("auroc", "auprc", "brier") or key.startswith("response_") or task == "response":
         return "response"
-    return "c_index" if key == "c_index" else "survival_calibration"
+    if key == "ibs":
+        return "ibs"
+    return "survival_calibration" if key in CALIBRATION_KEYS else "risk"
 
 
-def _boot_metric(key: str, task: str | None) -> Callable[[pd.DataFrame], float] | None:
-    """``metric(predictions of one resampled fold)`` for a bootstrapped key, or None."""
+def _aligned_columns(g: pd.DataFrame, ids: pd.Index, key: str, task: str | None) -> dict[str, np.ndarray] | None:
+    """The columns metric ``key`` needs of one method's fold rows ``g``, as arrays in the order of the fold's patients
+    ``ids`` (``surv``: the IBS grid columns as a matrix), and ``_ok``: the patients with every column defined; None
+    when ``g`` lacks a column."""
+    family = _boot_family(key, task)
+    names = list(_BOOT_COLUMNS[family])
+    surv_cols = sorted((c for c in g.columns if str(c).startswith(IBS_SURV_PREFIX)),
+                       key=lambda c: int(str(c)[len(IBS_SURV_PREFIX):]))
+    if not set(names) <= set(g.columns) or (family == "ibs" and not surv_cols):
+        return None
+    pos = ids.get_indexer(g["patient_id"])
+    g, pos = g[pos >= 0], pos[pos >= 0]
+    n = len(ids)
+    cols: dict[str, np.ndarray] = {}
+    for c in names:
+        a = np.full(n, np.nan)
+        a[pos] = pd.to_numeric(g[c], errors="coerce").to_numpy(float)
+        cols[c] = a
+    if family == "ibs":
+        s = np.full((n, len(surv_cols)), np.nan)
+        s[pos] = g[surv_cols].to_numpy(float)
+        cols["surv"] = s
+    ok = np.ones(n, bool)
+    for a in cols.values():
+        ok &= np.isfinite(a) if a.ndim == 1 else np.isfinite(a).all(axis=1)
+    cols["_ok"] = ok
+    return cols
+
+
+def _boot_metric(key: str, task: str | None) -> Callable[[dict[str, np.ndarray], FoldContext | None], float] | None:
+    """``metric(columns of one resampled fold, the fold's context)`` of a summary key, or None."""
     from multimodal import metrics as mx
 
-    def surv(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return g["time"].to_numpy(float), g["event"].to_numpy(bool)
+    def surv(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return c["time"], c["event"].astype(bool)
 
-    def resp(g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        g = g[g["response"].notna() & g["response_prob"].notna()]
-        return g["response"].to_numpy(int), g["response_prob"].to_numpy(float)
+    def resp(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return c["response"].astype(int), c["response_prob"]
 
-    def s_h(g: pd.DataFrame) -> np.ndarray:
-        return 1.0 - g["event_prob_at_horizon"].to_numpy(float)
+    def train(ctx: FoldContext | None) -> tuple[np.ndarray, np.ndarray]:
+        if ctx is None or ctx.train_time is None or ctx.train_event is None:
+            raise mx.UndefinedMetricError("no training fold for the IPCW censoring estimate")
+        return ctx.train_time, ctx.train_event
+
+    def s_h(c: dict[str, np.ndarray]) -> np.ndarray:
+        return 1.0 - c["event_prob_at_horizon"]
+
+    def ibs(c: dict[str, np.ndarray], ctx: FoldContext | None) -> float:
+        if ctx is None or ctx.grid is None:
+            raise mx.UndefinedMetricError("no IBS grid")
+        return mx.integrated_brier(*train(ctx), *surv(c), c["surv"], ctx.grid)
+
+    def td_auc(c: dict[str, np.ndarray], ctx: FoldContext | None) -> float:
+        return mx.td_auc(*train(ctx), *surv(c), c["risk"], ctx.horizons if ctx else None)["mean_auc"]
 
     family = _boot_family(key, task)
-    name = key.removeprefix("response_")
     if family == "response":
-        fn = {"auroc": mx.auroc, "calibration_slope": mx.calibration_slope, "ici": mx.response_ici}.get(name)
-        return None if fn is None else (lambda g: fn(*resp(g)))
-    if key == "c_index":
-        return lambda g: mx.harrell_c(*surv(g), g["risk"].to_numpy(float))
-    if key == "calibration_slope":
-        return lambda g: mx.survival_calibration_slope(*surv(g), s_h(g))
-    if key == "ici":
-        return lambda g: mx.survival_ici(*surv(g), s_h(g), float(g["calibration_horizon"].iloc[0]))
-    return None
+        fn = {"auroc": mx.auroc, "auprc": mx.auprc, "brier": mx.brier, "calibration_slope": mx.calibration_slope,
+              "ici": mx.response_ici}.get(key.removeprefix("response_"))
+        return None if fn is None else (lambda c, ctx: fn(*resp(c)))
+    fns: dict[str, Callable[[dict[str, np.ndarray], FoldContext | None], float]] = {
+        "c_index": lambda c, ctx: mx.harrell_c(*surv(c), c["risk"]),
+        "c_index_uno": lambda c, ctx: mx.uno_c(*train(ctx), *surv(c), c["risk"]),
+        "td_auc": td_auc,
+        "ibs": ibs,
+        "calibration_slope": lambda c, ctx: mx.survival_calibration_slope(*surv(c), s_h(c)),
+        "ici": lambda c, ctx: mx.survival_ici(*surv(c), s_h(c), float(c["calibration_horizon"][0])),
+    }
+    return fns.get(key)
 
 
 def _bounded(key: str, ci: list[float | None] | None) -> list[float | None] | None:
@@ -627,6 +837,17 @@ def _bounded(key: str, ci: list[float | None] | None) -> list[float | None] | No
     if lo_hi is None or ci is None or ci[0] is None or ci[1] is None:
         return ci
     return [float(np.clip(ci[0], *lo_hi)), float(np.clip(ci[1], *lo_hi))]
+
+
+def _intervals_text(task: str | None, n_boot: int) -> str:
+    if not n_boot:
+        return "no confidence intervals (evaluation.bootstrap 0)"
+    slow = [k for k in _summary_keys(task) if k in IPCW_KEYS]
+    fewer = f" ({', '.join(slow)}: {min(n_boot, IPCW_BOOTSTRAP)}, the first of the same resamples)" \
+        if slow and n_boot > IPCW_BOOTSTRAP else ""
+    return (f"95% CIs are percentile bootstraps over patients: {n_boot} resamples{fewer}, patients drawn with "
+            "replacement within each reporting fold and the fold metrics averaged, clipped to the metric's range; "
+            "the same resamples for every method, so comparison differences are paired")
 
 
 def _survival_calibration(pred: pd.DataFrame, time: np.ndarray, event: np.ndarray, surv_at_h: np.ndarray,
@@ -654,7 +875,7 @@ def _calibration_text(task: str | None) -> str:
             "Harrell & van Klaveren 2020: observed risk from a Cox spline of the outcome on cloglog of the predicted "
             "risk)")
     text = resp if task == "response" else surv + ("; response_*: " + resp if task == "both" else "")
-    return text + "; *_bootstrap CIs resample patients within each fold"
+    return text
 
 
 def _fmt(v: Any) -> str:
@@ -672,24 +893,61 @@ def _ci_text(ci: list[float | None] | None) -> str:
     return "n/a" if not ci or ci[0] is None else f"{ci[0]:.3f}–{ci[1]:.3f}"
 
 
+def method_ci(m: dict[str, Any], key: str) -> list[float | None] | None:
+    """A method's 95 % CI of ``key``: ``<key>_bootstrap`` where there is one (the same as the plain key, except in
+    summaries written while the plain key held a t-interval over folds), else the plain key."""
+    ci95 = m.get("ci95") or {}
+    boot = ci95.get(f"{key}_bootstrap")
+    return boot if boot is not None else ci95.get(key)
+
+
 def _cell(m: dict[str, Any], key: str) -> str:
-    """The mean over folds; calibration metrics with their bootstrap CI in brackets."""
+    """The mean over folds with its 95 % CI in brackets."""
     text = _fmt(m["mean"].get(key)).strip()
-    if key.endswith(CALIBRATION_KEYS) and (m["ci95"].get(f"{key}_bootstrap") or [None])[0] is not None:
-        text += f" ({_ci_text(m['ci95'][f'{key}_bootstrap'])})"
+    ci = method_ci(m, key)
+    if ci and ci[0] is not None:
+        text += f" ({_ci_text(ci)})"
     return text
+
+
+def _signed(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:+.3f}"
+
+
+def comparison_text(comparison: dict[str, Any] | None) -> str:
+    """One line: our model minus the best baseline (and minus every other baseline) with the paired CIs; "" without
+    a comparison."""
+    if not comparison:
+        return ""
+
+    def one(d: dict[str, Any]) -> str:
+        ci = d.get("ci95") or [None, None]
+        ci_s = "n/a" if ci[0] is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
+        return f"{_signed(d.get('diff'))} (95% CI {ci_s})"
+
+    best, key = comparison["best_baseline"], comparison["metric"]
+    others = [f"{n} {one(d)}" for n, d in comparison.get("vs", {}).items() if n != best]
+    line = (f"Paired difference in {key}, {comparison['method']} − {best} (best baseline by mean {key}): "
+            f"{one(comparison)}")
+    if others:
+        line += "; vs " + ", ".join(others)
+    return line + " (bootstrap over patients within folds, the same resamples for both methods)."
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     keys = _summary_keys(summary.get("task"))
     main = keys[0]
     lines = [f"# {summary.get('cohort')}: {summary.get('task')} ({summary.get('n_folds')} folds)", "",
+             "Mean over folds (95% CI: bootstrap over patients within folds).", "",
              "| method | " + " | ".join(keys) + f" | 95% CI ({main}, bootstrap) |",
              "|---|" + "---|" * (len(keys) + 1)]
     for name, m in summary["methods"].items():
-        ci_s = _ci_text(m["ci95"].get(f"{main}_bootstrap"))
-        lines.append(f"| {name} | " + " | ".join(_cell(m, k) for k in keys) + f" | {ci_s} |")
+        cells = [_fmt(m["mean"].get(main)).strip(), *(_cell(m, k) for k in keys[1:])]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_ci_text(method_ci(m, main))} |")
     if summary.get("oracle"):
         lines.append(f"| oracle (true risk) | {_fmt(summary['oracle']['c_index']).strip()} |" + " |" * len(keys))
+    comparison = comparison_text(summary.get("comparison"))
+    if comparison:
+        lines += ["", comparison]
     lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in summary.get("protocol", {}).items())]
     return "\n".join(lines) + "\n"

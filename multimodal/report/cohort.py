@@ -49,9 +49,16 @@ def km_by_group(preds: pd.DataFrame) -> dict[str, Any]:
 
 
 def compute_cohort_report(run_dir: Path) -> dict[str, Any]:
+    from multimodal.study import comparison_text, main_metric, method_ci
+
     summary = json.loads((run_dir / "summary.json").read_text())
     preds = pd.read_parquet(run_dir / "predictions.parquet")
     data: dict[str, Any] = {"summary": summary, "task": summary.get("task")}
+    # the main metric's 95% CI (a bootstrap over patients within folds) and the paired comparison with the baselines
+    data["main_metric"] = main_metric(summary.get("task"))
+    data["main_ci"] = {name: method_ci(m, data["main_metric"]) or [None, None]
+                       for name, m in summary["methods"].items()}
+    data["comparison"] = comparison_text(summary.get("comparison"))
     ours = preds[preds["method"] == "multimodal"].reset_index(drop=True)
     if summary.get("task") != "response" and not ours.empty:
         data["km"] = km_by_group(ours)
