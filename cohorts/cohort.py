@@ -45,8 +45,10 @@ class Cohort:
     Attributes:
         name: cohort name.
         patients: one row per patient, index = patient id (str). Columns: ``time`` (float, in ``time_unit``),
-            ``event`` (bool, True = observed), and where known ``prediction_time`` (datetime64), ``treatment`` (int arm
-            index), ``response`` (nullable Int64 class index); extra columns are kept.
+            ``event`` (bool, True = observed; a cohort loaded for scoring may hold patients without outcome: ``time``
+            NaN and ``event`` NA in a nullable boolean column, see :meth:`outcome_known`), and where known
+            ``prediction_time`` (datetime64), ``treatment`` (int arm index), ``response`` (nullable Int64 class
+            index); extra columns are kept.
         modalities: modality name -> source.
         time_unit: unit of ``time``.
         treatment_arms: arm names, index = arm code.
@@ -77,11 +79,15 @@ class Cohort:
 
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod
-    def from_manifest(cls, path: str | Path) -> Cohort:
-        """Load a cohort from its manifest YAML. Raises :class:`InputError` listing every problem found."""
+    def from_manifest(cls, path: str | Path, *, outcomes: str | None = None) -> Cohort:
+        """Load a cohort from its manifest YAML. Raises :class:`InputError` listing every problem found.
+
+        ``outcomes="optional"`` loads patients to score: outcome columns may be absent or empty
+        (:func:`multimodal.cohorts.loading.load_manifest_cohort`); the default requires them.
+        """
         from multimodal.cohorts.loading import load_manifest_cohort
 
-        return load_manifest_cohort(path)
+        return load_manifest_cohort(path, outcomes=outcomes)  # type: ignore[arg-type]
 
     # ---- queries ------------------------------------------------------------------------------------------------
     @property
@@ -95,10 +101,16 @@ class Cohort:
         src = self.modalities.get(modality)
         return src is not None and patient_id in src.patients()
 
-    def survival_arrays(self, patient_ids: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(time float64, event bool) for ``patient_ids`` (default all)."""
+    def outcome_known(self, patient_ids: Sequence[str] | None = None) -> np.ndarray:
+        """Bool mask: the patient has a follow-up time and an event status (cohorts loaded for scoring may not)."""
         rows = self.patients if patient_ids is None else self.patients.loc[list(patient_ids)]
-        return rows[TIME].to_numpy(np.float64), rows[EVENT].to_numpy(bool)
+        return (rows[TIME].notna() & rows[EVENT].notna()).to_numpy(bool)
+
+    def survival_arrays(self, patient_ids: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(time float64, event bool) for ``patient_ids`` (default all). A patient without outcome (a cohort loaded
+        for scoring) has time NaN and event False: check :meth:`outcome_known` before using them as targets."""
+        rows = self.patients if patient_ids is None else self.patients.loc[list(patient_ids)]
+        return rows[TIME].to_numpy(np.float64), rows[EVENT].astype("boolean").fillna(False).to_numpy(bool)
 
     def has_response(self) -> bool:
         return RESPONSE in self.patients.columns and bool(self.patients[RESPONSE].notna().any())

@@ -4,6 +4,16 @@ Loading is cheap: it parses the manifest, reads the patient table and the small 
 table, MAF columns, AnnData ``obs``, MEDS parquet footers and ``subject_id`` column, split files) and checks that
 files exist. It never opens a slide's patch features; :mod:`multimodal.cohorts.validate` does the deep checks.
 
+Outcomes: training, cross-validation and ``validate`` need every patient's ``time`` and ``event`` (``outcomes=
+"required"``, the default). Scoring new patients (``predict``, ``explain``, ``report``, ``validate --for-scoring``)
+loads with ``outcomes="optional"``: the outcome columns (time, event / censorship, response) may be absent or empty;
+such a patient gets ``time`` NaN and ``event`` NA (a nullable boolean column) and simply has no target. Every other
+check is the same in both modes.
+
+Patients that a modality source names (AnnData ``obs``, slide table or glob, MAF samples, CNV / wide table rows, MEDS
+subjects, clinical table rows) but the patient table lacks are ignored, with one warning per modality naming their
+count and a few ids.
+
 Every problem is collected, and :func:`load_manifest_cohort` raises ONE :class:`InputError` listing all of them, each
 naming the file, the patient and the field at fault. :func:`resolve_manifest` returns the same findings without
 raising, for the validator.
@@ -11,14 +21,16 @@ raising, for the validator.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -61,8 +73,57 @@ _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
 #: patient may be called "NA"; only an empty cell is a missing identifier.
 _DEFAULT_NA = tuple(sorted(STR_NA_VALUES))
 
+#: "required": every patient needs time and event (training, cv, validate); "optional": scoring (predict, explain,
+#: report, validate --for-scoring), where outcome columns may be absent or empty.
+Outcomes = Literal["required", "optional"]
+OUTCOME_MODES: tuple[str, ...] = ("required", "optional")
+_OUTCOMES: contextvars.ContextVar[str] = contextvars.ContextVar("multimodal_outcomes", default="required")
+
+
+@contextlib.contextmanager
+def outcome_rules(outcomes: Outcomes) -> Iterator[None]:
+    """Within the block, loading that is not told otherwise (``outcomes=None``) uses ``outcomes``.
+
+    For callers that reach :func:`resolve_manifest` through code without the argument, e.g.
+    ``with outcome_rules("optional"): validate_manifest(path)`` checks a cohort for scoring.
+    """
+    token = _OUTCOMES.set(_check_mode(outcomes))
+    try:
+        yield
+    finally:
+        _OUTCOMES.reset(token)
+
+
+def _check_mode(outcomes: str | None) -> str:
+    if outcomes is None:
+        return _OUTCOMES.get()
+    if outcomes not in OUTCOME_MODES:
+        raise ValueError(f"outcomes must be one of {OUTCOME_MODES}, got {outcomes!r}")
+    return outcomes
+
 
 # ---- problem collection -----------------------------------------------------------------------------------------
+#: Ids named in the one warning about a modality's patients that the patient table lacks.
+EXTRA_EXAMPLES = 5
+
+
+@dataclass
+class ExtraPatients:
+    """Patients (or MEDS subjects) a modality source names but the patient table lacks, collected while the modality
+    resolves; they are ignored and reported in ONE warning per modality (:meth:`ProblemLog.report_extra`)."""
+
+    ids: dict[str, None] = field(default_factory=dict)
+    files: dict[str, None] = field(default_factory=dict)
+    what: str = "patient(s)"
+    #: advice for this source, added to the warning's hint
+    advice: str | None = None
+
+    def add(self, pid: Any, file: Any) -> None:
+        self.ids.setdefault(str(pid))
+        if file is not None:
+            self.files.setdefault(str(file))
+
+
 @dataclass
 class ProblemLog:
     """Collects problems and warnings instead of stopping at the first one.
@@ -76,6 +137,23 @@ class ProblemLog:
     warnings: list[Problem] = field(default_factory=list)
     _listed: dict[tuple[bool, str], int] = field(default_factory=dict)
     _suppressed: dict[tuple[bool, str], list[Problem]] = field(default_factory=dict)
+    #: where the modality being resolved collects the patients the patient table lacks
+    extra: ExtraPatients = field(default_factory=ExtraPatients)
+
+    def report_extra(self, modality: str, *, manifest: Any = None) -> None:
+        """One warning for the patients collected in :attr:`extra` (their count and a few ids), then start over."""
+        ex, self.extra = self.extra, ExtraPatients()
+        if not ex.ids:
+            return
+        ids = sorted(ex.ids)
+        files = list(ex.files) or ([str(manifest)] if manifest is not None else [])
+        shown = ", ".join(files[:3]) + (f" (and {len(files) - 3} more files)" if len(files) > 3 else "")
+        examples = ", ".join(repr(i) for i in ids[:EXTRA_EXAMPLES]) + (" ..." if len(ids) > EXTRA_EXAMPLES else "")
+        self.warn(f"{len(ids)} {ex.what} in modality {modality!r} are not in the patient table and are ignored: "
+                  f"{examples}", file=shown or None, patient=ids[0] if len(ids) == 1 else None,
+                  field=f"modalities.{modality}",
+                  hint="add them to the patient table to use their data (patients to score need a row, outcomes may "
+                       "be left empty)" + (f"; {ex.advice}" if ex.advice else ""))
 
     def _add(self, is_warning: bool, prob: Problem, group: str | None) -> None:
         target = self.warnings if is_warning else self.problems
@@ -141,6 +219,8 @@ class ResolvedManifest:
     path: Path
     root: Path
     log: ProblemLog
+    #: "required" or "optional" (scoring): see the module docstring
+    outcomes: str = "required"
     spec: ManifestSpec | None = None
     patients_file: Path | None = None
     patients: pd.DataFrame | None = None
@@ -175,25 +255,34 @@ class ResolvedManifest:
         )
 
 
-def load_manifest_cohort(path: str | Path) -> Cohort:
+def load_manifest_cohort(path: str | Path, *, outcomes: Outcomes | None = None) -> Cohort:
     """Load the cohort described by the manifest at ``path``.
+
+    Args:
+        outcomes: "required" (training, cv: every patient needs time and event) or "optional" (scoring new patients:
+            outcome columns may be absent or empty; such patients get time NaN and event NA). None: "required" unless
+            inside :func:`outcome_rules`.
 
     Raises:
         InputError: listing every problem found (file, patient, field and a hint for each).
     """
-    resolved = resolve_manifest(path)
+    resolved = resolve_manifest(path, outcomes=outcomes)
     for w in resolved.warnings:
         logger.warning("warning: %s", w)
     return resolved.to_cohort()
 
 
-def resolve_manifest(path: str | Path) -> ResolvedManifest:
-    """Parse the manifest and resolve its tables and sources, collecting problems instead of raising."""
+def resolve_manifest(path: str | Path, *, outcomes: Outcomes | None = None) -> ResolvedManifest:
+    """Parse the manifest and resolve its tables and sources, collecting problems instead of raising.
+
+    ``outcomes`` as in :func:`load_manifest_cohort`.
+    """
+    mode = _check_mode(outcomes)
     mpath = Path(path).expanduser().resolve()
     if mpath.is_dir() and (mpath / "manifest.yaml").is_file():  # a cohort folder: its manifest
         mpath = mpath / "manifest.yaml"
     log = ProblemLog()
-    res = ResolvedManifest(path=mpath, root=mpath.parent, log=log)
+    res = ResolvedManifest(path=mpath, root=mpath.parent, log=log, outcomes=mode)
     try:
         data = load_yaml(mpath)
     except InputError as exc:
@@ -209,7 +298,7 @@ def resolve_manifest(path: str | Path) -> ResolvedManifest:
     res.patients_file = _under(res.root, spec.patients.path)
     raw = _read_patient_table(res.patients_file, spec.patients, log)
     if raw is not None:
-        built = build_patient_frame(raw, spec.patients, res.patients_file, log, manifest=mpath)
+        built = build_patient_frame(raw, spec.patients, res.patients_file, log, manifest=mpath, outcomes=mode)
         if built is not None:
             res.patients, res.treatment_arms = built
     known = set(res.patients.index) if res.patients is not None else None
@@ -398,19 +487,25 @@ def norm_id(value: Any) -> str | None:
 
 # ---- the patient table ------------------------------------------------------------------------------------------
 def build_patient_frame(
-    raw: pd.DataFrame, spec: PatientTableSpec, file: Path, log: ProblemLog, *, manifest: Path | None = None
+    raw: pd.DataFrame, spec: PatientTableSpec, file: Path, log: ProblemLog, *, manifest: Path | None = None,
+    outcomes: Outcomes = "required",
 ) -> tuple[pd.DataFrame, tuple[str, ...]] | None:
     """Turn the raw patient table into :attr:`Cohort.patients` (see :class:`Cohort`), logging every problem.
 
     ``file`` is the patient table (named by per-patient problems); ``manifest`` is named by declaration problems.
-    Returns ``(patients, treatment_arms)``, or None when the id or time column is missing.
+    With ``outcomes="optional"`` (scoring) the outcome columns (time, event / censorship, response) may be absent
+    or empty: ``time`` is then NaN and ``event`` NA (the column is a nullable boolean when any is unknown).
+    Returns ``(patients, treatment_arms)``, or None when the id (or, outcomes required, the time) column is missing.
     """
-    event_col, censor_col = _outcome_columns(raw, spec, file, log, manifest or file)
+    optional = _check_mode(outcomes) == "optional"
+    event_col, censor_col = _outcome_columns(raw, spec, file, log, manifest or file, optional=optional)
     declared = {"id": spec.id, "time": spec.time, "prediction_time": spec.prediction_time,
                 "treatment": spec.treatment, "response": spec.response, "meds_subject_id": spec.meds_subject_id}
     missing = False
     for key, col in declared.items():
         if col is not None and col not in raw.columns:
+            if optional and key in ("time", "response"):
+                continue  # scoring: no outcome column
             log.error(f"patient table has no column {col!r} (patients.{key})", file=file, field=col,
                       hint=_did_you_mean(col, raw.columns))
             missing = missing or key in ("id", "time")
@@ -432,8 +527,8 @@ def build_patient_frame(
     raw.index = pd.Index(ids[~dup].to_numpy(dtype=object), name="patient_id")
 
     out = pd.DataFrame(index=raw.index)
-    out[TIME] = _time_column(raw, spec.time, file, log)
-    out[EVENT] = _event_column(raw, event_col, censor_col, spec, file, log)
+    out[TIME] = _time_column(raw, spec.time, file, log, optional=optional)
+    out[EVENT] = _event_column(raw, event_col, censor_col, spec, file, log, optional=optional)
     used = {spec.id, spec.time, event_col, censor_col}
     if spec.prediction_time is not None:
         out[PREDICTION_TIME] = _datetime_column(raw, spec.prediction_time, file, log)
@@ -442,9 +537,11 @@ def build_patient_frame(
     if spec.treatment is not None:
         out[TREATMENT], arms = _treatment_column(raw, spec, file, log)
         used.add(spec.treatment)
-    if spec.response is not None:
+    if spec.response is not None and spec.response in raw.columns:
         out[RESPONSE] = _response_column(raw, spec.response, spec.response_classes, file, log)
         used.add(spec.response)
+    elif spec.response is not None:  # scoring without the response column: unknown for everyone
+        out[RESPONSE] = pd.Series(pd.NA, index=raw.index, dtype="Int64")
     if spec.meds_subject_id is not None:
         raw[spec.meds_subject_id] = _subject_id_column(raw, spec.meds_subject_id, file, log)
     for col in raw.columns:
@@ -454,9 +551,13 @@ def build_patient_frame(
 
 
 def _outcome_columns(
-    raw: pd.DataFrame, spec: PatientTableSpec, file: Path, log: ProblemLog, manifest: Path
+    raw: pd.DataFrame, spec: PatientTableSpec, file: Path, log: ProblemLog, manifest: Path, *, optional: bool = False
 ) -> tuple[str | None, str | None]:
-    """(event column, censorship column): exactly one is used; a censorship column needs its polarity declared."""
+    """(event column, censorship column): exactly one is used; a censorship column needs its polarity declared.
+
+    ``optional`` (scoring): no event / censorship column, or a declared one absent from the table, is no problem
+    (both None: every event is unknown).
+    """
     if spec.event is not None and spec.censorship is not None:
         log.error("declare either patients.event or patients.censorship, not both", file=manifest,
                   field="patients.censorship")
@@ -467,6 +568,8 @@ def _outcome_columns(
             event = "event"
         elif "censorship" in raw.columns:
             censor = "censorship"
+        elif optional:
+            return None, None
         else:
             log.error("no event column: declare patients.event (True/1 = event observed) or patients.censorship "
                       "with patients.censorship_polarity", file=file, field="patients.event",
@@ -474,6 +577,8 @@ def _outcome_columns(
             return None, None
     for col in (event, censor):
         if col is not None and col not in raw.columns:
+            if optional:
+                return None, None
             log.error(f"patient table has no column {col!r}", file=file, field=col,
                       hint=_did_you_mean(col, raw.columns))
             return None, None
@@ -486,12 +591,15 @@ def _outcome_columns(
     return event, censor
 
 
-def _time_column(raw: pd.DataFrame, col: str, file: Path, log: ProblemLog) -> pd.Series:
+def _time_column(raw: pd.DataFrame, col: str, file: Path, log: ProblemLog, *, optional: bool = False) -> pd.Series:
+    """The follow-up times; ``optional`` (scoring): an absent column or an empty cell is NaN, not a problem."""
+    if optional and col not in raw.columns:
+        return pd.Series(np.nan, index=raw.index, dtype=float)
     src = raw[col]
     num = pd.to_numeric(src, errors="coerce").astype(float)
     for pid, value in src[num.isna() & src.notna()].items():
         log.error(f"time is not a number: {value!r}", file=file, patient=pid, field=col, group="time not a number")
-    for pid in src.index[src.isna().to_numpy()]:
+    for pid in ([] if optional else src.index[src.isna().to_numpy()]):
         log.error("time is missing (NaN)", file=file, patient=pid, field=col,
                   hint="every patient needs a follow-up time", group="NaN time")
     for pid, value in num[np.isinf(num.to_numpy())].items():
@@ -546,21 +654,24 @@ def _examples(values: Sequence[Any], k: int = 3) -> str:
 
 
 def _event_column(raw: pd.DataFrame, event_col: str | None, censor_col: str | None, spec: PatientTableSpec,
-                  file: Path, log: ProblemLog) -> pd.Series:
+                  file: Path, log: ProblemLog, *, optional: bool = False) -> pd.Series:
+    """True = event observed. ``optional`` (scoring): an empty cell is no problem and the column keeps NA there (a
+    nullable boolean column when any event is unknown)."""
     col = event_col or censor_col
-    if col is None:  # unknown (a problem was logged): NA, so summaries do not count it as censored
+    if col is None:  # unknown (a problem was logged, or scoring without outcomes): NA, never counted as censored
         return pd.Series(pd.NA, index=raw.index, dtype="boolean")
     values, bad = as_binary(raw[col])
     _log_bad_events(raw[col], bad, "event" if event_col else "censorship", file, log)
-    missing = [str(p) for p in raw.index[raw[col].isna().to_numpy()]]
+    missing = [] if optional else [str(p) for p in raw.index[raw[col].isna().to_numpy()]]
     if len(missing) == 1:
         log.error("event status is missing", file=file, patient=missing[0], field=col)
     elif missing:
         log.error(f"{len(missing)} patients have no event status, e.g. {_examples(missing)}", file=file, field=col)
-    event = values.fillna(False).astype(bool)
     if censor_col is not None and spec.censorship_polarity == "1_is_censored":
-        event = ~event & values.notna()
-    return event.astype(bool)
+        values = ~values  # NA stays NA
+    if optional and bool(values.isna().any()):
+        return values.astype("boolean")
+    return values.fillna(False).astype(bool)
 
 
 def _log_bad_events(src: pd.Series, bad: pd.Series, what: str, file: Path, log: ProblemLog) -> None:
@@ -650,18 +761,23 @@ def _subject_id_column(raw: pd.DataFrame, col: str, file: Path, log: ProblemLog)
 
 # ---- modality sources -------------------------------------------------------------------------------------------
 def _resolve_modality(name: str, spec: Any, res: ResolvedManifest, known: set[str] | None) -> ModalitySource | None:
+    """The modality's source; the patients it names that the patient table lacks are ignored, with one warning."""
     fn: dict[type, Callable[..., ModalitySource | None]] = {
         SlidesSpec: _resolve_slides, OmicsSpec: _resolve_omics, MedsSpec: _resolve_meds, ClinicalSpec: _resolve_clinical,
     }
-    return fn[type(spec)](name, spec, res, known)
+    res.log.extra = ExtraPatients()
+    try:
+        return fn[type(spec)](name, spec, res, known)
+    finally:
+        res.log.report_extra(name, manifest=res.path)
 
 
 def _unknown_patient(log: ProblemLog, known: set[str] | None, pid: str, *, file: Path, field: str, what: str) -> bool:
-    """Log (and return True) when ``pid`` is not in the patient table."""
+    """True when ``pid`` is not in the patient table: the entry is ignored, and counted for the modality's one
+    warning (:meth:`ProblemLog.report_extra`). ``field`` and ``what`` describe the entry (kept for callers)."""
     if known is None or pid in known:
         return False
-    log.error(f"{what} names patient {pid!r}, who is not in the patient table", file=file, patient=pid, field=field,
-              hint="add the patient to the patient table or remove the entry", group=f"unknown patient in {file.name}")
+    log.extra.add(pid, file)
     return True
 
 
@@ -754,23 +870,19 @@ def _slide_rows_from_glob(spec: SlidesSpec, res: ResolvedManifest, where: str,
         log.error(f"glob {pat!r} matches no file", file=res.root / pat, field=f"{where}.glob",
                   hint="the glob is relative to the manifest folder")
         return []
-    rows, unmatched, outside = [], [], []
+    rows, unmatched = [], []
     for f in files:
         m = pattern.match(f.stem)
         if m is None:
             unmatched.append(f.name)
             continue
         pid = m.group("patient") if "patient" in pattern.groupindex else m.group(0)
-        if known is not None and pid not in known:
-            outside.append(pid)
+        if _unknown_patient(log, known, pid, file=res.root / pat, field=f"{where}.glob", what=f"slide {f.name!r}"):
             continue
         rows.append((pid, f.stem, f, f, f"{where}.glob"))
     if unmatched:
         log.warn(f"{len(unmatched)} slide file(s) do not match patient_pattern and are ignored, e.g. {unmatched[:3]}",
                  file=res.path, field=f"{where}.patient_pattern")
-    if outside:
-        log.warn(f"{len(outside)} slide file(s) belong to patients not in the patient table and are ignored, "
-                 f"e.g. {sorted(set(outside))[:3]}", file=res.path, field=f"{where}.glob")
     return rows
 
 
@@ -842,14 +954,9 @@ def _expression_patients(path: Path, spec: OmicsSpec, log: ProblemLog, known: se
     out = set()
     for v in pd.unique(np.asarray(values, dtype=object)):
         pid = norm_id(v)
-        if pid is None:
-            continue
-        if known is not None and pid not in known:
-            hint = "add the patient to the patient table or drop the sample"
-            if col is None:
-                hint += "; if obs names are sample ids, set expression_patient_column"
-            log.error(f"expression sample names patient {pid!r}, who is not in the patient table", file=path,
-                      patient=pid, field=field_name, hint=hint, group=f"unknown patient in {path.name}")
+        if pid is None or _unknown_patient(log, known, pid, file=path, field=field_name, what="expression sample"):
+            if pid is not None and col is None:
+                log.extra.advice = "if obs names are sample ids, set expression_patient_column"
             continue
         out.add(pid)
     return out
@@ -995,6 +1102,10 @@ def _resolve_meds(name: str, spec: MedsSpec, res: ResolvedManifest, known: set[s
         log.error(f"cannot read MEDS shards: {type(exc).__name__}: {exc}", file=data_dir, field="subject_id")
         return MedsSource(root=root, subject_ids={})
     have = set(present["subject_id"].to_list())
+    mapped = set(mapping.values())
+    log.extra.what = "MEDS subject_id(s)"
+    for sid in sorted(s for s in have - mapped if s is not None):
+        log.extra.add(sid, data_dir)
     return MedsSource(root=root, subject_ids={p: s for p, s in mapping.items() if s in have})
 
 

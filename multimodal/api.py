@@ -83,37 +83,196 @@ def _isna(v: object) -> bool:
     return bool(pd.isna(v))
 
 
-def predict_to_parquet(pipeline: str | Path, manifest: str | Path, out: str | Path, *, batch_size: int = 8,
-                       chunk: int = 512, overwrite: bool = False) -> int:
-    """Stream predictions for every patient of ``manifest`` into ``out`` (parquet), chunk by chunk (flat memory)."""
+#: ``--out`` suffix -> file format of the predictions.
+PREDICTION_FORMATS = {".parquet": "parquet", ".csv": "csv"}
+#: Key of the parquet key-value metadata (and the whole of the CSV's ``<name>.csv.json`` sidecar).
+PREDICTIONS_METADATA_KEY = "multimodal"
+
+
+def prediction_format(out: str | Path) -> str:
+    """"parquet" or "csv" from the suffix of ``out``; InputError naming ``--out`` otherwise."""
+    fmt = PREDICTION_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise InputError(f"unsupported suffix {Path(out).suffix or '(none)'!r}: the format follows the suffix",
+                         file=out, field="--out", hint="name the file preds.parquet or preds.csv")
+    return fmt
+
+
+def sidecar_path(out: str | Path) -> Path:
+    """Where the metadata of a CSV predictions file go: ``<name>.csv.json`` beside it."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def predict_to_file(pipeline: str | Path, manifest: str | Path, out: str | Path, *, times: Iterable[float] = (),
+                    batch_size: int = 8, chunk: int = 512, overwrite: bool = False) -> int:
+    """Stream the prediction table for every patient of ``manifest`` into ``out``, chunk by chunk (flat memory).
+
+    The patients need no outcome (the manifest is loaded for scoring). The format follows the suffix: ``.parquet``
+    (the metadata in the file's key-value metadata under ``"multimodal"``) or ``.csv`` (the metadata in the sidecar
+    ``<name>.csv.json``). Columns: :meth:`multimodal.pipeline.Pipeline.predict_table`; ``times`` (in the cohort's
+    time unit) add ``survival_t<T>`` / ``cumhaz_t<T>``. Returns the number of patients.
+    """
+    from multimodal.io import write_json_atomic
+    from multimodal.pipeline import check_times
+
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError("output exists", file=out, hint="choose a new --out or pass --overwrite")
     if out.is_dir():
-        raise InputError("output is a folder; predictions go to a parquet file", file=out,
+        raise InputError("output is a folder; predictions go to a parquet or CSV file", file=out,
                          hint="give a file name, e.g. --out preds.parquet")
+    fmt = prediction_format(out)
+    side = sidecar_path(out) if fmt == "csv" else None
+    if side is not None and side.exists() and not overwrite:
+        raise InputError("output exists (the metadata of a CSV predictions file)", file=side,
+                         hint="choose a new --out or pass --overwrite")
     for name, v in (("--batch-size", batch_size), ("chunk", chunk)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise InputError(f"expected a positive integer, got {v!r}", field=name)
     pipe = load_pipeline(pipeline)
-    cohort = Cohort.from_manifest(manifest)
+    grid = check_times(list(times), pipe)
+    cohort = Cohort.from_manifest(manifest, outcomes="optional")
     check_compatible(pipe, cohort, manifest)
+    info = predictions_metadata(pipe, pipeline, grid)
     ids = cohort.patient_ids
     writer = None
+    columns: list[str] = []
     with _main_process_writes() as writes, (atomic_path(out) if writes else contextlib.nullcontext()) as tmp:
         try:
             for s in range(0, len(ids), chunk):
-                df = pipe.predict(cohort, ids[s : s + chunk], batch_size=batch_size)  # collective: every process
+                # collective: every process
+                df = pipe.predict_table(cohort, ids[s : s + chunk], times=grid, batch_size=batch_size)
                 if tmp is None:
                     continue
+                if not columns:
+                    columns = list(df.columns)
+                    info["columns"] = describe_prediction_columns(columns, info)
+                if fmt == "csv":
+                    df.to_csv(tmp, mode="a" if s else "w", header=not s, index=False)
+                    continue
                 table = pa.Table.from_pandas(df, preserve_index=False)
+                meta = {**(table.schema.metadata or {}), PREDICTIONS_METADATA_KEY.encode(): json.dumps(info).encode()}
+                table = table.replace_schema_metadata(meta)
                 if writer is None:
                     writer = pq.ParquetWriter(str(tmp), table.schema)
                 writer.write_table(table)
+            if tmp is not None and not ids:  # no patient: an empty file, still with its metadata
+                info["columns"] = {}
+                if fmt == "csv":
+                    tmp.write_text("")
+                else:
+                    pq.write_table(pa.table({"patient_id": pa.array([], pa.string())}).replace_schema_metadata(
+                        {PREDICTIONS_METADATA_KEY.encode(): json.dumps(info).encode()}), str(tmp))
         finally:
             if writer is not None:
                 writer.close()
+        if tmp is not None and side is not None:
+            write_json_atomic(side, info)
     return len(ids)
+
+
+def predict_to_parquet(pipeline: str | Path, manifest: str | Path, out: str | Path, *, batch_size: int = 8,
+                       chunk: int = 512, overwrite: bool = False, times: Iterable[float] = ()) -> int:
+    """:func:`predict_to_file` (kept for callers of the earlier name; the format follows the suffix of ``out``)."""
+    return predict_to_file(pipeline, manifest, out, times=times, batch_size=batch_size, chunk=chunk,
+                           overwrite=overwrite)
+
+
+def pipeline_id(directory: str | Path) -> str:
+    """A short id of a saved pipeline: sha256 over its checksum list (every weight and adapter file), 16 hex digits."""
+    import hashlib
+
+    from multimodal.pipeline import read_pipeline_json
+
+    sums = read_pipeline_json(Path(directory)).get("sha256") or {}
+    text = "\n".join(f"{k} {v}" for k, v in sorted(sums.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def predictions_metadata(pipe: Pipeline, directory: str | Path, times: Iterable[float] = ()) -> dict[str, Any]:
+    """What a predictions file says about itself: the pipeline (folder and id), time unit, bin edges, where the last
+    bin's survival is read, arm names, the requested times and what was recalibrated."""
+    from multimodal import __version__
+    from multimodal.calibration import recalibrated_parts
+    from multimodal.pipeline import last_bin_time
+
+    cfg = pipe.model.config
+    meta = pipe.metadata
+    return {
+        "kind": "multimodal predictions",
+        "package_version": __version__,
+        "pipeline": str(Path(directory).resolve()),
+        "pipeline_id": pipeline_id(directory),
+        "cohort_trained_on": meta.get("cohort"),
+        "task": meta.get("task"),
+        "time_unit": meta.get("time_unit", cfg.time_unit),
+        "survival": cfg.survival,
+        "bin_edges": [float(e) for e in (cfg.bin_edges or [])],
+        "last_bin_time": last_bin_time(meta),
+        "treatment_arms": [str(a) for a in meta.get("treatment_arms") or []],
+        "times": [float(t) for t in times],
+        "recalibrated": recalibrated_parts(meta.get("recalibration")),
+    }
+
+
+def describe_prediction_columns(columns: Iterable[str], info: dict[str, Any]) -> dict[str, str]:
+    """Column -> a one-line description (for the file's metadata), by the names of :func:`predict_to_file`."""
+    from multimodal.pipeline import time_label
+
+    unit = info.get("time_unit", "")
+    arms = list(info.get("treatment_arms") or [])
+    edges = list(info.get("bin_edges") or [])
+    ends = [*edges, info.get("last_bin_time")]
+    fixed = {"patient_id": "patient id as in the manifest's patient table",
+             "risk": "risk score (higher = worse; a ranking, not a probability), under the patient's own arm",
+             "response_prob": "probability of response (class 1), under the patient's own arm"}
+    per_time = {f"t{time_label(t)}": f"{t:g} {unit}" for t in info.get("times") or []}
+    out: dict[str, str] = {}
+    for c in columns:
+        text = fixed.get(c)
+        if text is None and c.startswith("surv_") and c[5:].isdigit():
+            k = int(c[5:])
+            end = ends[k] if k < len(ends) else None
+            if k < len(edges):
+                text = f"S at the end of survival bin {k} (t = {end:.6g} {unit}), under the patient's own arm"
+            else:
+                at = f" (t = {end:.6g} {unit})" if end is not None else ""
+                text = f"S of the last (open) survival bin, read at the largest training time{at}, under the " \
+                       "patient's own arm"
+        for stem, what in (("risk_arm_", "risk score"), ("response_prob_arm_", "probability of response")):
+            if text is None and c.startswith(stem) and c[len(stem):].isdigit():
+                a = int(c[len(stem):])
+                text = f"{what} under arm {a} ({arms[a] if a < len(arms) else '?'})"
+        if text is None and c.startswith("response_prob_") and c[14:].isdigit():
+            text = f"probability of response class {c[14:]}"
+        if text is None:
+            text = _describe_named(c, arms, per_time)
+        out[c] = text or ""
+    return out
+
+
+def _describe_named(c: str, arms: list[str], per_time: dict[str, str]) -> str | None:
+    """Descriptions of the columns named by time and arm (survival_t<T>[_<arm>], risk_<arm>, ..._diff_...)."""
+    if len(arms) == 2:
+        diff = f"_diff_{arms[1]}_vs_{arms[0]}"
+        if c.endswith(diff):
+            base = _describe_named(c[: -len(diff)] + f"_{arms[1]}", arms, per_time)
+            return None if base is None else f"{base.rsplit(' under arm', 1)[0]}: arm {arms[1]} minus arm {arms[0]}"
+    for stem, what in (("survival_", "survival probability S(t) at t = "),
+                       ("cumhaz_", "cumulative hazard -log S(t) at t = ")):
+        for tl, tt in per_time.items():
+            head = f"{stem}{tl}"
+            if c == head:
+                return f"{what}{tt}, under the patient's own arm"
+            for arm in arms:
+                if c == f"{head}_{arm}":
+                    return f"{what}{tt} under arm {arm}"
+    for stem, what in (("risk_", "risk score"), ("response_prob_", "probability of response")):
+        for arm in arms:
+            if c == f"{stem}{arm}":
+                return f"{what} under arm {arm}"
+    return None
 
 
 def read_study_summary(path: str | Path, method: str = "multimodal") -> tuple[Path, dict[str, Any]]:
@@ -172,6 +331,8 @@ def report_patient(pipeline_dir: str | Path, manifest: str | Path, patient_id: s
                    overwrite: bool = False, pdf: bool = True, result_only: bool = False) -> dict[str, Path]:
     """Explain ``patient_id`` with a saved pipeline and write ``report.html`` / ``report.pdf`` / ``risk_result.json``.
 
+    The manifest is loaded for scoring: its patient table may lack outcome columns or leave them empty.
+
     The output folder is named by the caller; patient ids never become file names.
     """
     from multimodal.explain.risk import explain_patient
@@ -181,7 +342,7 @@ def report_patient(pipeline_dir: str | Path, manifest: str | Path, patient_id: s
     out = Path(out_dir)
     _refuse_existing_dir(out, overwrite)
     pipe = load_pipeline(pipeline_dir)
-    cohort = Cohort.from_manifest(manifest)
+    cohort = Cohort.from_manifest(manifest, outcomes="optional")  # the patient needs no outcome
     check_compatible(pipe, cohort, manifest)
     result = explain_patient(pipe, cohort, str(patient_id))
     with _main_process_writes() as writes:
@@ -256,6 +417,8 @@ def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> N
     need(0 <= m.response_trunk_grad <= 1, "model.response_trunk_grad", "a share in [0, 1]", m.response_trunk_grad)
     need(m.wide_l2 >= 0, "model.wide_l2", "a number >= 0", m.wide_l2)
     need(m.wide_lr_mult > 0, "model.wide_lr_mult", "a number > 0", m.wide_lr_mult)
+    need(m.wide_init in ("none", "cox"), "model.wide_init", "'none' or 'cox'", m.wide_init)
+    need(m.wide_init == "none" or m.wide, "model.wide_init", "'none' unless model.wide is true", m.wide_init)
     need(m.survival_weight >= 0 and m.response_weight >= 0, "model.survival_weight",
          "non-negative loss weights", (m.survival_weight, m.response_weight))
     fusions = list_fusion()

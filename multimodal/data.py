@@ -18,15 +18,20 @@ from multimodal.types import Batch, ResponseTarget, SurvivalTarget, TokenStream,
 
 @dataclass(frozen=True)
 class PatientItem:
-    """One patient's streams and targets, before collation."""
+    """One patient's streams and targets, before collation. A patient without outcome (a cohort loaded for scoring)
+    has ``time`` NaN and ``event`` None."""
 
     index: int
     patient_id: str
     streams: Mapping[str, TokenStream]
     time: float
-    event: bool
+    event: bool | None
     response: int | None
     treatment: int | None
+
+    @property
+    def has_outcome(self) -> bool:
+        return self.event is not None and bool(np.isfinite(self.time))
 
 
 def _seed_for(base: int, epoch: int, patient_id: str) -> int:
@@ -53,7 +58,7 @@ class PatientDataset(Dataset[PatientItem]):
         self.epoch = 0
         p = cohort.patients.loc[self.patient_ids]
         self._time = p[TIME].to_numpy(np.float64)
-        self._event = p[EVENT].to_numpy(bool)
+        self._event = p[EVENT].to_numpy(object)  # bool, or NA where a patient to score has no outcome
         self._resp = p[RESPONSE].to_numpy(object) if RESPONSE in p.columns else None
         self._arm = p[TREATMENT].to_numpy(object) if TREATMENT in p.columns and cohort.treatment_arms else None
 
@@ -73,7 +78,8 @@ class PatientDataset(Dataset[PatientItem]):
         arm = None
         if self._arm is not None and not pd.isna(self._arm[i]):
             arm = int(self._arm[i])
-        return PatientItem(i, pid, streams, float(self._time[i]), bool(self._event[i]), resp, arm)
+        event = None if pd.isna(self._event[i]) else bool(self._event[i])
+        return PatientItem(i, pid, streams, float(self._time[i]), event, resp, arm)
 
     def bag_sizes(self) -> list[int]:
         """Approximate token count per patient (for bucketing), from the adapters' cheap size hints if any."""
@@ -88,14 +94,17 @@ class PatientDataset(Dataset[PatientItem]):
 
 
 def collate_patients(items: Sequence[PatientItem], *, num_response_classes: int = 2, time_unit: str = "days") -> Batch:
-    """Pad and stack items into a :class:`Batch` (targets included)."""
+    """Pad and stack items into a :class:`Batch` (targets included). The survival target is left out when a patient
+    of the batch has no outcome (scoring): prediction needs none."""
     mods = list(items[0].streams)
     streams = {m: collate_streams([it.streams[m] for it in items]) for m in mods}
-    survival = SurvivalTarget(
-        time=torch.tensor([it.time for it in items], dtype=torch.float32),
-        event=torch.tensor([it.event for it in items], dtype=torch.bool),
-        unit=time_unit,
-    )
+    survival = None
+    if all(it.has_outcome for it in items):
+        survival = SurvivalTarget(
+            time=torch.tensor([it.time for it in items], dtype=torch.float32),
+            event=torch.tensor([bool(it.event) for it in items], dtype=torch.bool),
+            unit=time_unit,
+        )
     response = None
     if any(it.response is not None for it in items) or num_response_classes > 2:
         response = ResponseTarget(

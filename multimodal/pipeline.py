@@ -11,8 +11,10 @@ Layout of a saved pipeline directory::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from multimodal.io import atomic_dir, sha256_file, write_json_atomic
 from multimodal.model import MultimodalConfig, MultimodalEnsemble, MultimodalModel
 from multimodal.model.ensemble import member_seed
 from multimodal.training import FitResult, TrainingConfig, fit_model, make_accelerator, predict_dataset
+from multimodal.wide_init import fit_wide_cox, start_from_wide
 
 log = logging.getLogger(__name__)
 PIPELINE_FORMAT = 1  # written for a single model
@@ -85,6 +88,10 @@ class ModelConfig:
         wide_l2: L2 penalty on the wide path's weights, added to the training loss.
         wide_lr_mult: the wide path's learning rate as a multiple of `training.lr` (its weights start at zero and
             must reach Cox-sized coefficients within the few epochs that early stopping allows).
+        wide_init: `none` (the wide path starts at zero and trains with the rest) or `cox` (stacking inside the
+            model: the wide path is first fitted as an elastic-net Cox model on the training patients, penalty by
+            inner CV, then frozen; the survival head starts at zero, so training begins at that linear model and the
+            fusion trunk learns what it leaves; multimodal/wide_init.py). Needs `wide: true`.
     """
 
     d_model: int = 128
@@ -110,6 +117,7 @@ class ModelConfig:
     wide: bool = False
     wide_l2: float = 0.01
     wide_lr_mult: float = 1.0
+    wide_init: str = "none"
 
 
 def quantile_bin_edges(time: np.ndarray, event: np.ndarray, num_bins: int) -> list[float]:
@@ -210,12 +218,17 @@ class Pipeline:
         val_ds = PatientDataset(cohort, fitted, val_ids, train=False, seed=seed) if val_ids else None
         members: list[MultimodalModel] = []
         results: list[FitResult] = []
+        wide_theta: torch.Tensor | None = None
         for k in range(max(1, int(model_config.ensemble))):
             s = member_seed(seed, k)
             if k:  # member 0 continues the RNG stream seeded above (an ensemble of one = the single model)
                 torch.manual_seed(s)
                 log.info("training ensemble member %d of %d (seed %d)", k + 1, model_config.ensemble, s)
             model = build_model(model_config, fitted, cohort, train_ids, task=task)
+            if model_config.wide_init == "cox" and model.wide is not None and model.survival_head is not None:
+                if wide_theta is None:  # fitted once, shared by every ensemble member
+                    wide_theta = fit_wide_cox(model, cohort, fitted, list(train_ids), seed=seed)
+                start_from_wide(model, wide_theta)
             train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=s)
             member_dir = None if out_dir is None else (Path(out_dir) / f"member_{k}" if k else out_dir)
             results.append(fit_model(
@@ -236,6 +249,8 @@ class Pipeline:
             "response_classes": cohort.response_classes,
             "n_train": len(train_ids),
             "n_val": len(val_ids or []),
+            # where the last (open) survival bin's S is read (multimodal.study.discrete_survival_on_grid)
+            "max_train_time": float(np.nanmax(cohort.survival_arrays(list(train_ids))[0], initial=0.0)),
             "best_epoch": result.best_epoch,
             "best_val_score": result.best_score,
             "averaged_epochs": result.averaged_epochs,
@@ -267,8 +282,13 @@ class Pipeline:
         return self
 
     def predict(self, cohort: Cohort, patient_ids: Sequence[str] | None = None, *, batch_size: int = 8,
-                accelerator: Any | None = None) -> pd.DataFrame:
+                accelerator: Any | None = None, survival_per_arm: bool = False) -> pd.DataFrame:
         """Risk (higher = worse), survival per bin, response probabilities (per arm) for each patient.
+
+        Columns: ``patient_id``, ``risk``, and where the model has them ``surv_<k>`` (S at the end of bin k, under the
+        patient's own arm: the cohort's treatment column, arm 0 without one), ``response_prob``, ``risk_arm_<a>``,
+        ``response_prob_arm_<a>`` (arm a = position in ``metadata["treatment_arms"]``); with ``survival_per_arm``
+        also ``surv_arm_<a>_<k>`` (S at the end of bin k under arm a). Patients need no outcome.
 
         Survival and response probabilities are recalibrated with the pipeline's recalibration maps when it has them
         (:func:`apply_recalibration`); ``risk`` / ``risk_arm_<a>`` are the model's scores as they are.
@@ -280,10 +300,40 @@ class Pipeline:
             raise InputError(f"unknown patient id(s) {unknown[:5]}", field="patient_id")
         ds = PatientDataset(cohort, self.adapters, ids, train=False)
         acc = accelerator or make_accelerator(TrainingConfig())
-        raw = predict_dataset(self.model, ds, acc, batch_size=batch_size,
+        cfg = self.model.config
+        per_arm = survival_per_arm and cfg.survival == "discrete" and int(cfg.num_arms or 0) > 0
+        net = _WithArmSurvival(self.model) if per_arm else self.model
+        raw = predict_dataset(net, ds, acc, batch_size=batch_size,
                               num_classes=max(int(self.metadata.get("response_classes", 2)), 2),
                               time_unit=str(self.metadata.get("time_unit", "days")))
+        if per_arm:
+            raw = _split_arm_survival(raw, len(cfg.bin_edges or []) + 1, int(cfg.num_arms))
         return apply_recalibration(raw, self.metadata.get("recalibration"))
+
+    def predict_table(self, cohort: Cohort, patient_ids: Sequence[str] | None = None, *,
+                      times: Sequence[float] = (), batch_size: int = 8, accelerator: Any | None = None) -> pd.DataFrame:
+        """:meth:`predict` as an answer table: its columns, plus per-arm columns named by arm, arm differences and
+        survival / cumulative hazard at ``times`` (:func:`answer_columns`; docs/data-formats.md, "Predictions file")."""
+        times = check_times(times, self)
+        pred = self.predict(cohort, patient_ids, batch_size=batch_size, accelerator=accelerator,
+                            survival_per_arm=bool(times))
+        return answer_columns(pred, self, times)
+
+    def survival_at(self, surv_bins: np.ndarray, times: Sequence[float]) -> np.ndarray:
+        """S(t) at ``times`` from per-bin survival ``surv_bins`` (n, K), by the model's own rule: piecewise linear
+        through (0, 1), (edge_k, S_k) and, for the last (open) bin, (largest training time, S_{K-1}); flat after it
+        (:func:`multimodal.study.discrete_survival_on_grid`, as the study's and the estimator's curves). Pipelines
+        saved without their largest training time (older ones, unless recalibrated) give NaN past the last edge."""
+        from multimodal.study import discrete_survival_on_grid
+
+        edges = [float(e) for e in (self.model.config.bin_edges or [])]
+        grid = np.asarray(list(times), dtype=float)
+        s = np.asarray(surv_bins, dtype=float)
+        last = last_bin_time(self.metadata)
+        out = discrete_survival_on_grid(s, edges, last if last is not None else math.inf, grid)
+        if last is None:
+            out[:, grid > (edges[-1] if edges else 0.0)] = np.nan
+        return out
 
     # ---- persistence ---------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> Path:
@@ -372,6 +422,118 @@ class Pipeline:
         return cls(adapters, model, metadata)
 
 
+# ---- prediction tables (multimodal predict) --------------------------------------------------------------------------
+class _WithArmSurvival(torch.nn.Module):
+    """The model, with each arm's per-bin survival appended to ``survival`` so that
+    :func:`~multimodal.training.predict_dataset` gathers it (``surv_<K + a K + k>``; :func:`_split_arm_survival`
+    names them ``surv_arm_<a>_<k>``)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, batch: Any, **kwargs: Any) -> Any:
+        out = self.net(batch, **kwargs)
+        if out.survival is None or out.survival_per_arm is None:
+            return out
+        return dataclasses.replace(out, survival=torch.cat([out.survival, out.survival_per_arm.flatten(1)], dim=1))
+
+
+def _split_arm_survival(raw: pd.DataFrame, n_bins: int, n_arms: int) -> pd.DataFrame:
+    extra = {f"surv_{n_bins + a * n_bins + k}": f"surv_arm_{a}_{k}" for a in range(n_arms) for k in range(n_bins)}
+    if not set(extra) <= set(raw.columns):
+        return raw
+    return raw.rename(columns=extra)
+
+
+def last_bin_time(metadata: Mapping[str, Any]) -> float | None:
+    """Where the last (open) bin's survival is read: the largest training time (``max_train_time``; for pipelines
+    saved before it was recorded, the recalibration map's last bin end), None when unknown."""
+    t = metadata.get("max_train_time")
+    if t is None:
+        ends = ((metadata.get("recalibration") or {}).get("survival") or {}).get("bin_ends")
+        t = ends[-1] if isinstance(ends, list) and ends else None
+    try:
+        return None if t is None or not math.isfinite(float(t)) else float(t)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_times(times: Sequence[float] | None, pipe: Pipeline) -> list[float]:
+    """``times`` as a sorted list of distinct finite times >= 0; InputError (field ``--times``) for bad values or a
+    model without survival curves."""
+    out: list[float] = []
+    for t in times or ():
+        try:
+            v = float(t)
+        except (TypeError, ValueError):
+            raise InputError(f"expected a time, got {t!r}", field="--times") from None
+        if not math.isfinite(v) or v < 0:
+            raise InputError(f"times must be finite and >= 0, got {t!r}", field="--times")
+        out.append(v)
+    if out and pipe.model.config.survival != "discrete":
+        kind = "a Cox survival head (no baseline hazard is saved)" if pipe.model.config.survival == "cox" else \
+            "no survival head"
+        raise InputError(f"the pipeline's model has {kind}: it predicts no survival curve", field="--times",
+                         hint="leave out --times; 'risk' ranks the patients")
+    return sorted(set(out))
+
+
+def time_label(t: float) -> str:
+    """A time as it appears in a column name: ``365``, ``182.5``."""
+    text = repr(float(t))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def answer_columns(pred: pd.DataFrame, pipe: Pipeline, times: Sequence[float] = ()) -> pd.DataFrame:
+    """:meth:`Pipeline.predict` output (with ``survival_per_arm`` when ``times``) turned into the answer table.
+
+    Kept: every column of :meth:`Pipeline.predict` but ``surv_arm_<a>_<k>``. Added:
+
+    * ``survival_t<T>`` / ``cumhaz_t<T>`` (= -log S) at each time T of ``times`` (:meth:`Pipeline.survival_at`);
+    * per arm, named by the arm: ``risk_<arm>``, ``response_prob_<arm>``, ``survival_t<T>_<arm>``,
+      ``cumhaz_t<T>_<arm>``;
+    * with exactly two arms, arm 1 minus arm 0: ``risk_diff_<arm1>_vs_<arm0>``,
+      ``response_prob_diff_<arm1>_vs_<arm0>``, ``survival_t<T>_diff_<arm1>_vs_<arm0>``.
+    """
+    out = pred.copy()
+    arms = [str(a) for a in pipe.metadata.get("treatment_arms") or []]
+    new: dict[str, np.ndarray] = {}
+    if times:
+        cols = _surv_columns(out)
+        labels = [time_label(t) for t in times]
+        if cols:
+            _survival_block(new, pipe.survival_at(out[cols].to_numpy(float), times), labels, "")
+        for a, arm in enumerate(arms):
+            acols = _arm_surv_columns(out, a)
+            if acols:
+                _survival_block(new, pipe.survival_at(out[acols].to_numpy(float), times), labels, f"_{arm}")
+    for a, arm in enumerate(arms):
+        for what in ("risk", "response_prob"):
+            if f"{what}_arm_{a}" in out.columns:
+                new[f"{what}_{arm}"] = out[f"{what}_arm_{a}"].to_numpy(float)
+    if len(arms) == 2:
+        a0, a1 = arms
+        stems = ["risk", "response_prob"] + [f"survival_t{time_label(t)}" for t in times]
+        for stem in stems:
+            if f"{stem}_{a0}" in new and f"{stem}_{a1}" in new:
+                new[f"{stem}_diff_{a1}_vs_{a0}"] = new[f"{stem}_{a1}"] - new[f"{stem}_{a0}"]
+    clash = [c for c in new if c in out.columns]
+    if clash:
+        raise InputError(f"an arm name makes column {clash[0]!r}, which the prediction table already has", field="arms",
+                         hint=f"treatment arms {arms}: rename the arm in the training manifest")
+    out = out.drop(columns=[c for c in out.columns if c.startswith("surv_arm_")])
+    return pd.concat([out, pd.DataFrame(new, index=out.index)], axis=1)
+
+
+def _survival_block(new: dict[str, np.ndarray], surv: np.ndarray, labels: Sequence[str], suffix: str) -> None:
+    with np.errstate(divide="ignore"):
+        cumhaz = -np.log(np.clip(surv, 0.0, 1.0))
+    for j, lab in enumerate(labels):
+        new[f"survival_t{lab}{suffix}"] = surv[:, j]
+        new[f"cumhaz_t{lab}{suffix}"] = cumhaz[:, j] + 0.0  # -0.0 -> 0.0
+
+
 def load_model_config(data: Mapping[str, Any]) -> ModelConfig:
     return from_dict(ModelConfig, data)
 
@@ -427,6 +589,13 @@ def _surv_columns(frame: pd.DataFrame) -> list[str]:
     return sorted((c for c in frame.columns if c.startswith("surv_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
 
 
+def _arm_surv_columns(frame: pd.DataFrame, arm: int) -> list[str]:
+    """``surv_arm_<arm>_<k>`` columns in bin order (:meth:`Pipeline.predict` with ``survival_per_arm``)."""
+    stem = f"surv_arm_{arm}_"
+    return sorted((c for c in frame.columns if c.startswith(stem) and c[len(stem):].isdigit()),
+                  key=lambda c: int(c[len(stem):]))
+
+
 def _fit_survival_map(pred: pd.DataFrame, cohort: Cohort, config: MultimodalConfig,
                       last_time: float | None) -> dict[str, Any]:
     from multimodal.metrics import UndefinedMetricError, fit_survival_recalibration
@@ -458,11 +627,17 @@ def apply_recalibration(pred: pd.DataFrame, recalibration: Mapping[str, Any] | N
     if "response" in parts:
         for c in [c for c in out.columns if c == "response_prob" or c.startswith("response_prob_arm_")]:
             out[c] = recalibrate_response(out[c].to_numpy(float), recalibration).astype(out[c].dtype)
-    cols = _surv_columns(out)
-    if "survival" in parts and cols:
-        cal = recalibrate_survival(out[cols].to_numpy(float), recalibration)
-        for j, c in enumerate(cols):
-            out[c] = cal[:, j].astype(out[c].dtype)
+    blocks = [_surv_columns(out)]  # the patient's own arm, then each arm's (surv_arm_<a>_<k>), one map for all
+    for a in range(len(out.columns)):
+        arm_cols = _arm_surv_columns(out, a)
+        if not arm_cols:
+            break
+        blocks.append(arm_cols)
+    for cols in blocks:
+        if "survival" in parts and cols:
+            cal = recalibrate_survival(out[cols].to_numpy(float), recalibration)
+            for j, c in enumerate(cols):
+                out[c] = cal[:, j].astype(out[c].dtype)
     return out
 
 

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="clinician-facing per-patient report (HTML + PDF)", description=__doc__,
                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pipeline", type=Path, required=True, help="pipeline directory written by 'multimodal train'")
-    p.add_argument("--manifest", type=Path, required=True, help="cohort manifest holding the patient")
+    p.add_argument("--manifest", type=Path, required=True,
+                   help="cohort manifest holding the patient (outcome columns may be absent or empty)")
     p.add_argument("--patient", required=True, help="patient id as in the manifest's patient table")
     p.add_argument("--out", type=Path, required=True, help="output folder (report.html, report.pdf, risk_result.json)")
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 from multimodal.errors import Problem
@@ -11,9 +12,12 @@ EPILOG = """\
 example:
   multimodal validate cohort/manifest.yaml
   multimodal validate cohort/manifest.yaml --json validation.json
+  multimodal validate new_patients/manifest.yaml --for-scoring
   multimodal validate configs/demo.yaml
 
 Given an experiment config, validate checks the cohort manifest it names (data.manifest).
+--for-scoring checks a cohort of patients to score (predict / explain / report): the outcome columns (time, event /
+censorship, response) may then be absent or empty; every other check is the same. Training and cv need them.
 Each problem is printed on one line: file, patient, field, message (hint).
 Exit codes: 0 valid (warnings allowed), 2 invalid.
 """
@@ -30,6 +34,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("manifest", metavar="MANIFEST", help="the cohort manifest YAML")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the full report as JSON to OUT")
+    p.add_argument("--for-scoring", action="store_true",
+                   help="the patients are to be scored, not trained on: outcome columns may be absent or empty")
     p.set_defaults(func=run)
 
 
@@ -45,8 +51,11 @@ def render_summary(summary: dict[str, Any]) -> list[str]:
     name = summary.get("name")
     lines = [f"cohort {name!r} ({summary.get('manifest')})" if name else f"manifest {summary.get('manifest')}"]
     if "n_patients" in summary:
+        median = summary.get("median_time")
+        median_text = f"{median:.4g} {summary.get('time_unit', '')}" if median is not None and median == median \
+            else "-"
         lines.append(f"  patients: {summary['n_patients']}, events: {summary.get('n_events', '?')}, "
-                     f"median time: {summary.get('median_time', float('nan')):.4g} {summary.get('time_unit', '')}")
+                     f"median time: {median_text}")
     if "treatment_arms" in summary:
         lines.append(f"  treatment arms: {summary['treatment_arms']}")
     if "response" in summary:
@@ -67,6 +76,7 @@ def render_summary(summary: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from multimodal.cohorts.loading import outcome_rules
     from multimodal.cohorts.validate import validate_manifest
     from multimodal.experiment import manifest_named_by
     from multimodal.io import write_json_atomic
@@ -74,7 +84,15 @@ def run(args: argparse.Namespace) -> int:
     manifest, from_config = manifest_named_by(args.manifest)
     if from_config:
         print(f"experiment config: validating its cohort manifest data.manifest = {manifest}")
-    report = validate_manifest(manifest)
+    for_scoring = bool(getattr(args, "for_scoring", False))
+    with outcome_rules("optional" if for_scoring else "required"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)  # the median of no time
+        report = validate_manifest(manifest)
+    if for_scoring:
+        print("for scoring: outcome columns may be absent or empty")
+        median = report.summary.get("median_time")
+        if median is not None and median != median:  # NaN: no patient has a time
+            report.summary.pop("median_time")
     lines = render_summary(report.summary)
     lines += [format_problem(p) for p in report.problems]
     lines += [format_problem(w, "warning") for w in report.warnings]
@@ -84,3 +102,4 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, report.to_dict())
     return 0 if report.ok else 2
+

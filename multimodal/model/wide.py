@@ -99,3 +99,68 @@ class WidePath(nn.Module):
     def penalty(self) -> Tensor:
         """Σ w² over the linear weights (the absence offsets are not penalized)."""
         return sum((p.pow(2).sum() for p in self.parts.parameters()), torch.zeros(()))
+
+
+# ---- the wide path as a linear model: design matrix and flat weights (for a closed-form start) ---------------------
+def _part_design(part: nn.Module, s: TokenStream, mask: Tensor) -> Tensor:
+    """The inputs of one part such that ``part(s, mask) == design @ flat(part's weights)`` (B, P_part)."""
+    if isinstance(part, _PatchWide):
+        assert s.features is not None
+        m = mask.unsqueeze(-1).to(part.w.dtype)
+        return (s.features.to(part.w.dtype) * m).sum(1) / m.sum(1).clamp(min=1.0)
+    if isinstance(part, _SlotWide):
+        assert s.features is not None
+        p_all, f = part.w.shape
+        x = s.features.to(part.w.dtype)
+        p = min(x.shape[1], p_all)
+        out = torch.zeros(x.shape[0], p_all, f, dtype=x.dtype, device=x.device)
+        out[:, :p] = x[:, :p] * mask[:, :p].unsqueeze(-1).to(x.dtype)
+        return out.flatten(1)
+    assert isinstance(part, _EventWide) and s.codes is not None
+    v_size = part.code.shape[0]
+    codes = s.codes.long().clamp(0, v_size - 1)
+    m = mask.to(part.code.dtype)
+    v = torch.zeros_like(m) if s.values is None else s.values.to(m.dtype)
+    if s.value_mask is not None:
+        v = v * s.value_mask.to(m.dtype)
+    years = torch.zeros_like(m) if s.times is None else (s.times.to(m.dtype) / 365.25).clamp(-5.0, 5.0)
+    n = m.sum(1, keepdim=True).clamp(min=1.0)
+    onehot = torch.nn.functional.one_hot(codes, v_size).to(m.dtype) * m.unsqueeze(-1)  # (B, N, V)
+    blocks = [onehot.sum(1), (onehot * v.unsqueeze(-1)).sum(1), (onehot * (v * years).unsqueeze(-1)).sum(1)]
+    return torch.cat([b / n for b in blocks], dim=1)
+
+
+def wide_design(wide: WidePath, streams: dict[str, TokenStream], present: dict[str, Tensor]) -> Tensor:
+    """(B, P) design matrix with ``wide(streams, present) == wide_design(...) @ flat_weights(wide)``."""
+    cols = []
+    for m, part in wide.parts.items():
+        pres = present[m]
+        mask = streams[m].mask & pres.unsqueeze(1)
+        d = _part_design(part, streams[m], mask) * pres.unsqueeze(1).to(torch.float32)
+        cols += [d, (~pres).unsqueeze(1).to(d.dtype)]
+    return torch.cat(cols, dim=1)
+
+
+def _flat_params(wide: WidePath) -> list[nn.Parameter]:
+    out: list[nn.Parameter] = []
+    for m, part in wide.parts.items():
+        out += [part.w] if isinstance(part, (_PatchWide, _SlotWide)) else [part.code, part.value, part.trend]
+        out.append(wide.absent[m])
+    return out
+
+
+def flat_weights(wide: WidePath) -> Tensor:
+    """Every weight of the wide path, in :func:`wide_design`'s column order."""
+    return torch.cat([p.detach().flatten() for p in _flat_params(wide)])
+
+
+def load_flat_weights(wide: WidePath, theta: Tensor) -> None:
+    """Set the wide path's weights from a flat vector in :func:`wide_design`'s column order."""
+    i = 0
+    with torch.no_grad():
+        for p in _flat_params(wide):
+            n = p.numel()
+            p.copy_(theta[i : i + n].view_as(p).to(p.dtype))
+            i += n
+    if i != theta.numel():
+        raise ValueError(f"expected {i} wide weights, got {theta.numel()}")

@@ -263,3 +263,84 @@ def test_a_repeated_event_error_is_reported_once_with_a_count(tiny_cohort: TinyC
     msg = bad[0].message
     assert msg.startswith("8 patients have event values that are not boolean or 0/1") and "1:DECEASED" in msg
     assert "'DECEASED', 'LIVING'" in msg and "P001, P002, P003 ..." in msg and bad[0].file.endswith("outcomes.parquet")
+
+
+# ---- scoring: outcomes optional ---------------------------------------------------------------------------------
+def test_scoring_loads_a_patient_table_without_outcome_columns(tiny_cohort: TinyCohort) -> None:
+    tiny_cohort.edit_patients(lambda df: df.drop(columns=["time", "event", "response"]))
+    with pytest.raises(InputError) as err:
+        Cohort.from_manifest(tiny_cohort.manifest_path)
+    assert {"time", "event", "response"} <= {p.field for p in err.value.problems}
+    c = Cohort.from_manifest(tiny_cohort.manifest_path, outcomes="optional")
+    p = c.patients
+    assert list(p.index) == PATIENTS and p["time"].isna().all() and p["event"].isna().all()
+    assert str(p["event"].dtype) == "boolean" and p["response"].isna().all() and not c.has_response()
+    assert not c.outcome_known().any()
+    assert p["treatment"].tolist() == [0, 1] * 4  # everything else as with outcomes
+    assert c.modality_coverage() == {"pathology": 7, "genomics": 7, "ehr": 6, "clinical": 8}
+
+
+def test_scoring_allows_empty_outcomes_but_keeps_every_other_check(tiny_cohort: TinyCohort) -> None:
+    def edit(df: pd.DataFrame) -> pd.DataFrame:
+        df["time"] = df["time"].astype(object)
+        df["event"] = df["event"].astype(object)
+        df.loc[df.patient_id == "P003", ["time", "event"]] = None
+        df.loc[df.patient_id == "P005", "time"] = -4.0  # still a problem when scoring
+        return df
+    tiny_cohort.edit_patients(edit)
+    required = resolve_manifest(tiny_cohort.manifest_path)
+    assert {("P003", "time"), ("P003", "event"), ("P005", "time")} <= {(p.patient, p.field) for p in required.problems}
+    res = resolve_manifest(tiny_cohort.manifest_path, outcomes="optional")
+    assert [(p.patient, p.field) for p in res.problems] == [("P005", "time")]
+    tiny_cohort.edit_patients(lambda df: df.assign(time=df["time"].where(df.patient_id != "P005", 4.0)))
+    c = Cohort.from_manifest(tiny_cohort.manifest_path, outcomes="optional")
+    assert np.isnan(c.patients.loc["P003", "time"]) and pd.isna(c.patients.loc["P003", "event"])
+    assert c.patients["event"].drop("P003").tolist() == [True, False, True, False, True, False, False]
+    assert c.outcome_known().tolist() == [True, True, False, True, True, True, True, True]
+
+
+def test_validate_for_scoring(tiny_cohort: TinyCohort, capsys: pytest.CaptureFixture[str]) -> None:
+    from multimodal.cli.main import main
+
+    tiny_cohort.edit_patients(lambda df: df.drop(columns=["time", "event"]))
+    assert main(["validate", str(tiny_cohort.manifest_path)]) == 2
+    assert "'time'" in capsys.readouterr().out
+    assert main(["validate", str(tiny_cohort.manifest_path), "--for-scoring"]) == 0
+    out = capsys.readouterr().out
+    assert "VALID: 0 problem(s)" in out and "median time: -" in out
+
+
+def test_extra_patients_in_each_modality_are_one_warning_each(tiny_cohort: TinyCohort) -> None:
+    """Patients a source names but the patient table lacks are ignored with one warning per modality, whatever the
+    source (slide table, AnnData obs, MAF, MEDS, clinical table)."""
+    import anndata as ad
+
+    for pid in ("P901", "P902"):
+        write_trident_h5(tiny_cohort.root / "features" / f"{pid}_slide1.h5", np.ones((4, DIM), np.float32))
+    tiny_cohort.edit_csv(tiny_cohort.slides_table_path, lambda df: pd.concat([df, pd.DataFrame(
+        [{"patient_id": p, "slide_id": f"{p}_slide1", "path": f"features/{p}_slide1.h5"} for p in ("P901", "P902")])]))
+    adata = ad.read_h5ad(tiny_cohort.expression_path)
+    extra = ad.AnnData(X=adata.X[:3].copy(), obs=pd.DataFrame(index=["P551", "P552", "P553"]), var=adata.var.copy())
+    extra.layers["counts"] = adata.layers["counts"][:3].copy()
+    ad.concat([adata, extra]).write_h5ad(tiny_cohort.expression_path)
+    maf = pd.read_csv(tiny_cohort.maf_path, sep="\t", comment="#")
+    maf.loc[0, "Tumor_Sample_Barcode"] = "P909-01"
+    maf.to_csv(tiny_cohort.maf_path, sep="\t", index=False)
+    tiny_cohort.edit_csv(tiny_cohort.clinical_path, lambda df: pd.concat(
+        [df, pd.DataFrame([{"patient_id": "P777", "age": "50", "sex": "F", "stage": "I", "note": "x"}])]))
+
+    res = resolve_manifest(tiny_cohort.manifest_path)
+    assert res.problems == []
+    by_modality = {w.field: w for w in res.warnings if "not in the patient table" in w.message}
+    assert set(by_modality) == {f"modalities.{m}" for m in ("pathology", "genomics", "ehr", "clinical")}
+    assert by_modality["modalities.pathology"].message.startswith("2 patient(s)")
+    assert "'P901', 'P902'" in by_modality["modalities.pathology"].message
+    assert "slides.csv" in str(by_modality["modalities.pathology"].file)
+    genomics = by_modality["modalities.genomics"]
+    assert genomics.message.startswith("4 patient(s)") and "'P909'" in genomics.message  # 3 in obs + 1 in the MAF
+    assert "expression.h5ad" in str(genomics.file) and "mutations.maf" in str(genomics.file)
+    assert by_modality["modalities.ehr"].message.startswith("1 MEDS subject_id(s)")  # subject 999 of the fixture
+    assert by_modality["modalities.clinical"].patient == "P777"
+    c = Cohort.from_manifest(tiny_cohort.manifest_path)  # loads; the extra patients are not part of it
+    assert "P901" not in c.modalities["pathology"].patients() and "P551" not in c.modalities["genomics"].patients()
+    assert "P777" not in c.modalities["clinical"].patients()

@@ -205,14 +205,6 @@ CASES: dict[str, Case] = {
     "features_not_2d": Case(_features_not_2d, "P004_slide1.h5", "P004", "features", "2-D"),
     "coords_shape_mismatch": Case(_coords_mismatch, "P003_slide1.h5", "P003", "coords", "(6, 2)"),
     "nan_features": Case(_nan_features, "P006_slide1.h5", "P006", "features", "NaN"),
-    "slide_table_unknown_patient": Case(_slide_unknown_patient, "slides.csv", "P999", "patient_id",
-                                        "not in the patient table"),
-    "clinical_unknown_patient": Case(_clinical_unknown_patient, "clinical.csv", "P777", "patient_id",
-                                     "not in the patient table"),
-    "expression_unknown_patient": Case(_expression_unknown_patient, "expression.h5ad", "P555", "obs_names",
-                                       "not in the patient table"),
-    "maf_sample_unknown_patient": Case(_maf_unknown_patient, "mutations.maf", "P909", "Tumor_Sample_Barcode",
-                                       "not in the patient table"),
     "maf_missing_required_column": Case(_maf_missing_column, "mutations.maf", None, "Variant_Classification",
                                         "required column"),
     "slide_format_does_not_fit_suffix": Case(lambda tc: tc.edit_manifest(
@@ -223,6 +215,26 @@ CASES: dict[str, Case] = {
     "meds_no_data_dir": Case(_meds_no_data_dir, "data", None, "modalities.ehr.path", "data/"),
     "split_file_unknown_id": Case(_split_unknown_id, "splits_0.csv", "P404", "val", "not in the cohort"),
 }
+
+
+#: Patients a modality has but the patient table lacks: one warning per modality (count and ids), not an error, so
+#: a source holding more patients than the study (a shared h5ad, a site-wide MEDS) still loads.
+EXTRA_PATIENTS = {
+    "slides": (_slide_unknown_patient, "pathology", "P999"),
+    "clinical": (_clinical_unknown_patient, "clinical", "P777"),
+    "expression": (_expression_unknown_patient, "genomics", "P555"),
+    "maf": (_maf_unknown_patient, "genomics", "P909"),
+}
+
+
+@pytest.mark.parametrize("name", list(EXTRA_PATIENTS))
+def test_extra_patients_in_a_modality_are_one_warning(name: str, tiny_cohort: TinyCohort) -> None:
+    break_it, modality, pid = EXTRA_PATIENTS[name]
+    break_it(tiny_cohort)
+    report = validate_manifest(tiny_cohort.manifest_path)
+    assert report.ok, [str(p) for p in report.problems]
+    hits = [w for w in report.warnings if w.field and modality in w.field and pid in str(w)]
+    assert len(hits) == 1, [str(w) for w in report.warnings]
 
 
 def _matches(p: Problem, case: Case) -> bool:
@@ -285,8 +297,7 @@ def test_valid_cohort_exits_0(tiny_cohort: TinyCohort, tmp_path, capsys: pytest.
 
 def test_many_problems_reported_at_once(tiny_cohort: TinyCohort, capsys: pytest.CaptureFixture[str]) -> None:
     broken = ["unknown_key_did_you_mean", "negative_time", "nan_time", "missing_slide_file", "two_encoders_mixed",
-              "nan_features", "maf_missing_required_column", "meds_not_sorted", "clinical_unknown_patient",
-              "split_file_unknown_id"]
+              "nan_features", "maf_missing_required_column", "meds_not_sorted", "split_file_unknown_id"]
     for name in broken:
         CASES[name].break_it(tiny_cohort)
     report = validate_manifest(tiny_cohort.manifest_path)

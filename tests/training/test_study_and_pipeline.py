@@ -120,7 +120,8 @@ def test_pipeline_roundtrip_predicts_identically(pipeline_dir, small_cohort, tmp
     out = tmp_path / "preds.parquet"
     assert main(["predict", "--pipeline", str(pipeline_dir), "--manifest", str(small_cohort), "--out", str(out)]) == 0
     p3 = pd.read_parquet(out)
-    pd.testing.assert_frame_equal(p1.reset_index(drop=True), p3.reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(p1.reset_index(drop=True), p3[list(p1.columns)].reset_index(drop=True),
+                                  check_dtype=False)
     assert {"risk", "surv_0", "response_prob", "risk_arm_0", "risk_arm_1"} <= set(p3.columns)
     # never overwrite without --overwrite
     assert main(["predict", "--pipeline", str(pipeline_dir), "--manifest", str(small_cohort), "--out", str(out)]) == 2
