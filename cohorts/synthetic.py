@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,6 +169,10 @@ class SyntheticConfig:
 
         if self.signal not in SIGNALS:
             bad("signal", f"one of {list(SIGNALS)}", self.signal)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                bad(f.name, "a finite number", value)
         if self.patients < 4:
             bad("patients", "at least 4", self.patients)
         if self.patches_per_slide < 1 or self.min_patches_per_slide < 1:

@@ -389,6 +389,10 @@ CASES: dict[str, Case] = {
     "missing-required-argument": Case(None, lambda c: ["predict", "--pipeline", c.tmp, "--out", c.preds],
                                       ("--manifest",), usage=True, **PRED),
     "synth-no-patients": Case(None, lambda c: ["synth", "--out", c.out, "--patients", "0"], ("'patients'", "at least")),
+    "synth-sigma-inf": Case(None, lambda c: ["synth", "--out", c.out, "--patches-per-slide-sigma", "inf"],
+                            ("'patches_per_slide_sigma'", "finite")),
+    "synth-sigma-nan": Case(None, lambda c: ["synth", "--out", c.out, "--patches-per-slide-sigma", "nan"],
+                            ("'patches_per_slide_sigma'", "finite")),
     "synth-bad-fraction": Case(None, lambda c: ["synth", "--out", c.out, "--missing-ehr", "1.5"],
                                ("'missing_ehr'", "[0, 1]")),
     "predict-out-is-a-folder": Case(lambda c: c.out.mkdir(parents=True), lambda c: [
