@@ -101,8 +101,28 @@ class Study:
         """Load the cohort and make the folds, writing nothing: a bad config, manifest or split file fails here, before
         :meth:`run` touches the run folder. The folds are kept for :meth:`run`."""
         if self._folds is None:
-            self._folds = self.folds()
+            folds = self.folds()
+            self._check_events(folds)
+            self._folds = folds
         return self._folds
+
+    #: Fewest events a training fold needs for a survival model (and its inner validation / baselines' inner CV).
+    MIN_TRAIN_EVENTS = 2
+
+    def _check_events(self, folds: Sequence[Fold]) -> None:
+        """A survival study whose training fold has fewer than :attr:`MIN_TRAIN_EVENTS` events stops here, before any
+        training, naming the fold and the count (instead of failing inside fold k, or training on no events)."""
+        if self.config.task == "response":
+            return
+        c = self.cohort
+        for f in folds:
+            n = int(np.sum(c.survival_arrays(self._eligible(f.train))[1]))
+            if n < self.MIN_TRAIN_EVENTS:
+                total = int(np.sum(c.survival_arrays(c.patient_ids)[1]))
+                raise InputError(
+                    f"fold {f.index}: its {len(f.train)} training patients have {n} event(s) (the cohort has {total}); "
+                    f"a survival model needs at least {self.MIN_TRAIN_EVENTS}", file=self.config_file, field="event",
+                    hint="check the event column and its polarity (event vs censorship), or use fewer folds")
 
     # -- folds
     def folds(self) -> list[Fold]:

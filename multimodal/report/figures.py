@@ -12,7 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+# text.parse_math off: labels come from data (slide ids, arm names, codes); "$...$" in one must print as written,
+# never be parsed as mathtext (an invalid expression would make the whole report fail)
+plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "text.parse_math": False})
 
 
 def to_data_uri(fig: Any, dpi: int = 110) -> str:
