@@ -103,8 +103,16 @@ class Study:
         if self._folds is None:
             folds = self.folds()
             self._check_events(folds)
+            self._check_drop_modality()
             self._folds = folds
         return self._folds
+
+    def _check_drop_modality(self) -> None:
+        """``evaluation.drop_test_modality`` must name one of the cohort's modalities (checked before any training)."""
+        m, c = self.config.evaluation.drop_test_modality, self.cohort
+        if m and m not in c.modalities:
+            raise ConfigError(f"cohort has no modality {m!r} to hide", file=self.config_file,
+                              field="evaluation.drop_test_modality", hint=f"one of {sorted(c.modalities)}")
 
     #: Fewest events a training fold needs for a survival model (and its inner validation / baselines' inner CV).
     MIN_TRAIN_EVENTS = 2
@@ -189,11 +197,8 @@ class Study:
         from multimodal.metrics import UndefinedMetricError, harrell_c
 
         ev, c = self.config.evaluation, self.cohort
-        m = ev.drop_test_modality
-        src = c.modalities.get(m) if m else None
-        if src is None:
-            raise ConfigError(f"cohort has no modality {m!r} to hide", file=self.config_file,
-                              field="evaluation.drop_test_modality", hint=f"one of {sorted(c.modalities)}")
+        m = str(ev.drop_test_modality)
+        src = c.modalities[m]  # checked by check_inputs before any training
         having = sorted(set(test) & src.patients())
         rng = np.random.default_rng([self.config.seed, 7919, fold.index])
         hidden = sorted(rng.choice(having, size=int(round(ev.drop_test_fraction * len(having))), replace=False).tolist())

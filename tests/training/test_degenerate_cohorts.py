@@ -34,3 +34,13 @@ def test_too_few_events_stop_before_training_naming_the_fold(n_events, small_coh
 def test_enough_events_pass_the_check(small_cohort, demo_config, tmp_path) -> None:
     study, _ = _study(demo_config, small_cohort, 12, tmp_path)
     assert len(study.check_inputs()) == 2
+
+
+def test_an_unknown_modality_to_hide_is_refused_before_training(small_cohort, demo_config, tmp_path) -> None:
+    from multimodal.errors import ConfigError
+
+    cfg = load_experiment(demo_config, [f"data.manifest={small_cohort}", "task=survival", "evaluation.folds=2",
+                                        "evaluation.drop_test_modality=slides"])
+    with pytest.raises(ConfigError, match="no modality 'slides'"):
+        Study(cfg).run(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
