@@ -27,9 +27,13 @@ import torch
 
 from multimodal import __version__
 from multimodal.adapters.base import Adapter
-from multimodal.calibration import fitted_map as _fitted
-from multimodal.calibration import map_intercepts as _intercepts
-from multimodal.calibration import recalibrate_response, recalibrate_survival, recalibrated_parts
+from multimodal.calibration import (
+    apply_recalibration,
+    arm_surv_columns,
+    check_recalibration,
+    fit_recalibration,
+    surv_columns,
+)
 from multimodal.cohorts.cohort import Cohort
 from multimodal.config import from_dict, to_dict
 from multimodal.data import PatientDataset
@@ -500,12 +504,12 @@ def answer_columns(pred: pd.DataFrame, pipe: Pipeline, times: Sequence[float] = 
     arms = [str(a) for a in pipe.metadata.get("treatment_arms") or []]
     new: dict[str, np.ndarray] = {}
     if times:
-        cols = _surv_columns(out)
+        cols = surv_columns(out)
         labels = [time_label(t) for t in times]
         if cols:
             _survival_block(new, pipe.survival_at(out[cols].to_numpy(float), times), labels, "")
         for a, arm in enumerate(arms):
-            acols = _arm_surv_columns(out, a)
+            acols = arm_surv_columns(out, a)
             if acols:
                 _survival_block(new, pipe.survival_at(out[acols].to_numpy(float), times), labels, f"_{arm}")
     for a, arm in enumerate(arms):
@@ -540,123 +544,3 @@ def load_model_config(data: Mapping[str, Any]) -> ModelConfig:
 
 # ---- recalibration on the inner validation patients ------------------------------------------------------------------
 #: Fewest inner-validation patients, and events (survival) / patients of the rarer response class, a map is fitted on.
-MIN_RECALIBRATION_PATIENTS = 20
-MIN_RECALIBRATION_EVENTS = 5
-
-
-def fit_recalibration(pred: pd.DataFrame | None, cohort: Cohort, config: MultimodalConfig, *,
-                      enabled: bool = True, last_time: float | None = None) -> dict[str, Any]:
-    """Recalibration maps fitted on the (unrecalibrated) inner-validation predictions ``pred``, for pipeline.json.
-
-    ``{"response": map, "survival": map}``, each map ``{"intercept", "slope", "n", ...}`` from
-    :func:`~multimodal.metrics.fit_logistic_recalibration` / :func:`~multimodal.metrics.fit_survival_recalibration`
-    or ``{"skipped": reason}``; ``{"skipped": reason}`` alone when switched off or without inner validation.
-    ``last_time`` (the largest training time) is where the last, open, bin's survival is read.
-    """
-    if not enabled:
-        return {"skipped": "training.recalibrate is false"}
-    if pred is None or pred.empty:
-        return {"skipped": "no inner validation patients (training.val_fraction 0)"}
-    return {"fitted_on": "inner validation", "n_val": len(pred),
-            "response": _fit_response_map(pred, cohort, config),
-            "survival": _fit_survival_map(pred, cohort, config, last_time)}
-
-
-def _too_few(n: int, n_minor: int, what: str) -> dict[str, Any] | None:
-    if n < MIN_RECALIBRATION_PATIENTS or n_minor < MIN_RECALIBRATION_EVENTS:
-        return {"skipped": f"too few inner validation patients: {n} with {n_minor} {what} (need "
-                           f"{MIN_RECALIBRATION_PATIENTS} with {MIN_RECALIBRATION_EVENTS})"}
-    return None
-
-
-def _fit_response_map(pred: pd.DataFrame, cohort: Cohort, config: MultimodalConfig) -> dict[str, Any]:
-    from multimodal.metrics import fit_logistic_recalibration
-
-    if config.response_classes == 0 or "response" not in cohort.patients.columns:
-        return {"skipped": "the model has no response head"}
-    if "response_prob" not in pred.columns:
-        return {"skipped": f"{config.response_classes}-class response: the Platt map is for a binary response"}
-    r = cohort.patients.loc[pred["patient_id"], "response"]
-    known = r.notna().to_numpy()
-    y = r[known].astype(int).to_numpy()
-    skip = _too_few(len(y), int(min(y.sum(), len(y) - y.sum())), "in the rarer response class")
-    if skip:
-        return skip
-    return fit_logistic_recalibration(y, pred["response_prob"].to_numpy(float)[known])
-
-
-def _surv_columns(frame: pd.DataFrame) -> list[str]:
-    return sorted((c for c in frame.columns if c.startswith("surv_") and c[5:].isdigit()), key=lambda c: int(c[5:]))
-
-
-def _arm_surv_columns(frame: pd.DataFrame, arm: int) -> list[str]:
-    """``surv_arm_<arm>_<k>`` columns in bin order (:meth:`Pipeline.predict` with ``survival_per_arm``)."""
-    stem = f"surv_arm_{arm}_"
-    return sorted((c for c in frame.columns if c.startswith(stem) and c[len(stem):].isdigit()),
-                  key=lambda c: int(c[len(stem):]))
-
-
-def _fit_survival_map(pred: pd.DataFrame, cohort: Cohort, config: MultimodalConfig,
-                      last_time: float | None) -> dict[str, Any]:
-    from multimodal.metrics import UndefinedMetricError, fit_survival_recalibration
-
-    if config.survival != "discrete":
-        why = "a Cox head predicts no survival curves" if config.survival == "cox" else "the model has no survival head"
-        return {"skipped": why}
-    time, event = cohort.survival_arrays(list(pred["patient_id"]))
-    skip = _too_few(len(time), int(event.sum()), "events")
-    if skip:
-        return skip
-    edges = [float(x) for x in config.bin_edges]
-    last = max(float(last_time if last_time is not None else time.max()), (edges[-1] if edges else 0.0) + 1e-6)
-    try:
-        return fit_survival_recalibration(pred[_surv_columns(pred)].to_numpy(float), time, event, [*edges, last])
-    except UndefinedMetricError as exc:
-        return {"skipped": str(exc)}
-
-
-def apply_recalibration(pred: pd.DataFrame, recalibration: Mapping[str, Any] | None) -> pd.DataFrame:
-    """``pred`` with its response probabilities (``response_prob``, ``response_prob_arm_<a>``: one map for every arm)
-    and survival columns (``surv_<k>``) recalibrated by the fitted maps; unchanged without them.
-
-    The maps are applied by :func:`multimodal.calibration.recalibrate_response` /
-    :func:`~multimodal.calibration.recalibrate_survival`, as in the patient report (:mod:`multimodal.explain.risk`).
-    """
-    out = pred.copy()
-    parts = recalibrated_parts(recalibration)
-    if "response" in parts:
-        for c in [c for c in out.columns if c == "response_prob" or c.startswith("response_prob_arm_")]:
-            out[c] = recalibrate_response(out[c].to_numpy(float), recalibration).astype(out[c].dtype)
-    blocks = [_surv_columns(out)]  # the patient's own arm, then each arm's (surv_arm_<a>_<k>), one map for all
-    for a in range(len(out.columns)):
-        arm_cols = _arm_surv_columns(out, a)
-        if not arm_cols:
-            break
-        blocks.append(arm_cols)
-    for cols in blocks:
-        if "survival" in parts and cols:
-            cal = recalibrate_survival(out[cols].to_numpy(float), recalibration)
-            for j, c in enumerate(cols):
-                out[c] = cal[:, j].astype(out[c].dtype)
-    return out
-
-
-def check_recalibration(metadata: Mapping[str, Any], *, where: str) -> None:
-    """Refuse a malformed ``recalibration`` entry (a fitted map needs a finite intercept and a positive slope)."""
-    rec = metadata.get("recalibration")
-    if rec is None:
-        return
-    if not isinstance(rec, dict):
-        raise IntegrityError(f"{where}: 'recalibration' must be a JSON object, got {type(rec).__name__}")
-    for part in ("response", "survival"):
-        entry = rec.get(part)
-        if entry is None or (isinstance(entry, dict) and "skipped" in entry and not _fitted(entry)):
-            continue
-        if not _fitted(entry):
-            raise IntegrityError(f"{where}: recalibration.{part} must hold 'intercept(s)' and 'slope' or 'skipped'")
-        a, b = _intercepts(entry), entry["slope"]
-        values = [*(a if isinstance(a, list) else [a]), b]
-        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)
-        if not ok or b <= 0 or a == []:
-            raise IntegrityError(f"{where}: recalibration.{part} needs finite intercept(s) and a positive slope, got "
-                                 f"{a!r} / {b!r}")
