@@ -125,6 +125,11 @@ class TabularPreprocessor:
             raise InputError(msg, field="features")
         return self
 
+    @property
+    def kept_indices(self) -> np.ndarray:
+        """Positions, among the expanded columns (numeric, then indicators), of the columns kept (not constant)."""
+        return np.flatnonzero(self._keep)
+
     def _raw_names(self) -> list[str]:
         names = list(self.numeric_)
         for c in self.categorical_:

@@ -32,13 +32,12 @@ def _design(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapt
             batch_size: int) -> np.ndarray:
     assert model.wide is not None
     ds = PatientDataset(cohort, adapters, ids, train=False)
-    device = model.cls.device
     rows = []
     for start in range(0, len(ds), batch_size):
         items = [ds[i] for i in range(start, min(len(ds), start + batch_size))]
         batch = collate_patients(items, num_response_classes=max(cohort.response_classes, 2),
                                  time_unit=cohort.time_unit)
-        streams = {m: model._stream_or_dummy(batch, m, device) for m in model.modalities}
+        streams = model.input_streams(batch)
         present = {m: s.mask.any(dim=1) for m, s in streams.items()}
         rows.append(wide_design(model.wide, streams, present).cpu().numpy())
     return np.concatenate(rows).astype(np.float64)
@@ -59,7 +58,7 @@ def fit_wide_cox(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, 
     j = int(np.argmin(np.abs(np.asarray(est.alphas_) - cox.alpha_)))
     coef = np.asarray(est.coef_[:, j], dtype=np.float64)
     prep = cox.preprocessor_
-    kept = np.flatnonzero(prep._keep)
+    kept = prep.kept_indices
     if cox.selected_ is not None:
         kept, std = kept[cox.selected_], np.asarray(prep.std_)[cox.selected_]
     else:

@@ -127,6 +127,11 @@ class MultimodalModel(MultimodalPreTrainedModel):
                            value_mask=torch.zeros(b, 1, dtype=torch.bool, device=device),
                            times=torch.zeros(b, 1, device=device))
 
+    def input_streams(self, batch: Batch) -> dict[str, TokenStream]:
+        """Every modality's stream of ``batch``; an all-masked stand-in (one per patient) where the batch has none."""
+        device = self.cls.device
+        return {m: self._stream_or_dummy(batch, m, device) for m in self.modalities}
+
     def _modality_keep(self, present: dict[str, Tensor]) -> dict[str, Tensor]:
         """Modality dropout (training only): hide present modalities at random, never all of a patient's."""
         p = self.config.modality_dropout
@@ -159,7 +164,7 @@ class MultimodalModel(MultimodalPreTrainedModel):
         """:meth:`encode` plus the wide path's term (B,) (None without a wide path), on the same presence."""
         device = self.cls.device
         b = batch.batch_size
-        streams = {m: self._stream_or_dummy(batch, m, device) for m in self.modalities}
+        streams = self.input_streams(batch)
         present = self._modality_keep({m: s.mask.any(dim=1) for m, s in streams.items()})
         compact, compact_mask, patches, patch_mask = [], [], [], []
         pooled = []
