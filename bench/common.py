@@ -177,8 +177,8 @@ def write_results(name: str, data: dict[str, Any], config: Mapping[str, Any], *,
 
     Adds ``commit`` (:func:`git_state`), ``config`` (the settings the bench ran with: its ``bench_config``),
     ``config_digest`` (:func:`config_digest` of ``config``) and ``machine``. By default the file is replaced.
-    ``merge=True`` is for a file that several commands write a part of (``train.json``: ``bench.throughput`` and
-    ``bench.train``): ``data``'s keys replace those of the file, ``config``'s top-level keys (the parts this command
+    ``merge=True`` is for a file that several commands write a part of (``fusion_value.json``: one part per
+    setting): ``data``'s keys replace those of the file, ``config``'s top-level keys (the parts this command
     ran) replace those of the recorded config, the digest covers the merged config, and ``part_commits`` records the
     commit of each part.
     """

@@ -10,7 +10,7 @@
   mean c-index against the baselines and MCAT's published values, and the wall time of the BLCA run.
 
 Usage: ``python -m bench.train`` (everything), ``python -m bench.train synthetic``, ``python -m bench.train tcga``.
-The throughput part of train.json is written by ``python -m bench.throughput``; this module keeps it.
+Throughput lives in its own file (``python -m bench.throughput`` → bench/results/throughput.json).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import pandas as pd
 
 from multimodal.cohorts.clinical_columns import clinical_feature_table
 from multimodal.cohorts.cohort import EVENT, TIME, Cohort, Fold
+from multimodal.cohorts.formats.tables import read_delimited
 from multimodal.cohorts.sources import ClinicalSource, ModalitySource, OmicsSource
 from multimodal.errors import InputError, Problem
 
@@ -93,7 +94,7 @@ def _missing(root: Path, rel: Path, c: str) -> InputError:
 # ---- the slide table -> patients -------------------------------------------------------------------------------------
 def _read_table(path: Path) -> pd.DataFrame:
     try:
-        df = pd.read_csv(path, compression="zip", low_memory=False)
+        df = read_delimited(path, ",", [_ID], compression="zip")  # case ids as text: "NA" is an id
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad input file
         msg = f"cannot read the cohort table: {exc}"
         raise InputError(msg, file=path) from exc
@@ -209,7 +210,7 @@ def _porpoise_folds(root: Path, c: str, known: set[str]) -> list[Fold]:
 
 
 def _read_mmp_ids(path: Path) -> tuple[str, ...]:
-    df = pd.read_csv(path, usecols=[_ID], dtype=str)
+    df = read_delimited(path, ",", [_ID], usecols=[_ID])
     return _ids(df[_ID])
 
 
@@ -355,7 +356,7 @@ def load_mmp_clinical(root: str | Path, cohort: str) -> pd.DataFrame:
         if not path.is_file():
             msg = f"MMP fold 0 lacks {part}.csv.gz"
             raise InputError(msg, file=path, field="cohort")
-        parts.append(pd.read_csv(path, low_memory=False))
+        parts.append(read_delimited(path, ",", [_ID]))
     df = pd.concat(parts, ignore_index=True)
     df[_ID] = df[_ID].astype(str)
     df = df.drop(columns=[c for c in _MMP_SLIDE_COLUMNS if c in df.columns]).drop_duplicates()

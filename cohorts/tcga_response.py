@@ -5,10 +5,14 @@ MMP split files (:func:`multimodal.cohorts.tcga.load_mmp_clinical`)::
 
     "Complete Remission/Response"                                              -> response = 1
     "Partial Remission/Response", "Stable Disease", "Progressive Disease"      -> response = 0
-    "[Unknown]", "[Not Applicable]", "[Not Available]", "[Discrepancy]", empty -> excluded (counted)
+    "[Unknown]", "[Not Applicable]", "[Not Available]", "[Discrepancy]",
+    "[Not Evaluated]", "[Not Reported]", "[Completed]", empty                 -> excluded (counted)
 
-Patients whose CDR row is flagged ``redaction == "Redacted"`` (TCGA withdrew the case) are excluded and counted too.
-Any other outcome value is an :class:`InputError` naming the patient (a silent default would relabel patients).
+The vocabulary is the TCGA BCR codebook's, not the values seen in three cohorts: the bracketed codes are the BCR's
+missing-value codes (they carry no label), so any bracketed value is excluded and counted; one outside the list above
+is excluded too, with a warning naming it and its count. Patients whose CDR row is flagged ``redaction ==
+"Redacted"`` (TCGA withdrew the case) are excluded and counted too. Any other, unbracketed outcome value would change
+a label and is an :class:`InputError` naming the patient (a silent default would relabel patients).
 
 The cohort holds only the labelled patients. Its pieces:
 
@@ -72,8 +76,13 @@ RESPONSE_LABELS: dict[str, int] = {
     "Stable Disease": 0,
     "Progressive Disease": 0,
 }
-#: Outcome strings that carry no label; such patients are excluded and counted ("missing" counts empty cells).
+#: Outcome strings that carry no label; such patients are excluded and counted ("missing" counts empty cells). These
+#: four are always counted (0 when absent); the other BCR missing-value codes are counted where they occur.
 EXCLUDED_OUTCOMES: tuple[str, ...] = ("[Unknown]", "[Not Applicable]", "[Not Available]", "[Discrepancy]")
+#: The TCGA BCR codebook's other missing-value codes (clinical data dictionary): no label, excluded and counted.
+CODEBOOK_NO_LABEL: tuple[str, ...] = ("[Not Evaluated]", "[Not Reported]", "[Completed]", "[Pending]")
+#: A BCR missing-value code: text in square brackets. One outside the codebook lists is excluded with a warning.
+_BRACKETED = re.compile(r"\[[^\[\]]*\]")
 MISSING_OUTCOME = "missing"
 #: TCGA-CDR codes read as a missing value in the clinical inputs.
 CDR_MISSING: tuple[str, ...] = (
@@ -130,12 +139,14 @@ def _labels(cdr: pd.DataFrame, source: Path) -> tuple[pd.Series, dict[str, Any]]
     raw = cdr[RESPONSE_COLUMN].astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
     missing = raw.isna() | (raw == "")
     known = raw.isin(list(RESPONSE_LABELS))
-    excluded = raw.isin(list(EXCLUDED_OUTCOMES))
+    excluded = raw.map(lambda v: isinstance(v, str) and _BRACKETED.fullmatch(v) is not None).astype(bool)
     unknown = ~(missing | known | excluded)
     if unknown.any():
         problems = [
-            Problem(f"unrecognised outcome {raw[p]!r}; expected one of {[*RESPONSE_LABELS, *EXCLUDED_OUTCOMES]}",
-                    str(source), str(p), RESPONSE_COLUMN)
+            Problem(f"unrecognised outcome {raw[p]!r}; expected one of {list(RESPONSE_LABELS)} or a bracketed TCGA "
+                    f"missing-value code such as {list(EXCLUDED_OUTCOMES + CODEBOOK_NO_LABEL)}",
+                    str(source), str(p), RESPONSE_COLUMN,
+                    "an unbracketed outcome would change a label; map it to one of the codebook values")
             for p in raw.index[unknown][:20]
         ]
         raise InputError(problems=problems)
@@ -143,7 +154,12 @@ def _labels(cdr: pd.DataFrame, source: Path) -> tuple[pd.Series, dict[str, Any]]
     redacted = redacted if redacted is not None else pd.Series(False, index=cdr.index)
     y = raw.map(RESPONSE_LABELS).astype("Int64")
     y[redacted.to_numpy()] = pd.NA
-    by_value = {v: int((excluded & (raw == v) & ~redacted).sum()) for v in EXCLUDED_OUTCOMES}
+    seen = [v for v in pd.unique(raw[excluded & ~redacted]) if v not in EXCLUDED_OUTCOMES]
+    by_value = {v: int((excluded & (raw == v) & ~redacted).sum()) for v in (*EXCLUDED_OUTCOMES, *sorted(seen))}
+    odd = {v: by_value[v] for v in sorted(seen) if v not in CODEBOOK_NO_LABEL}
+    if odd:
+        warnings.warn(f"{source}: {RESPONSE_COLUMN} values {odd} are not in the TCGA codebook; read as missing-value "
+                      "codes (no label), those patients are excluded", UserWarning, stacklevel=3)
     by_value[MISSING_OUTCOME] = int((missing & ~redacted).sum())
     counts: dict[str, Any] = {
         "endpoint": RESPONSE_COLUMN,

@@ -1,8 +1,11 @@
 """Deep validation of a cohort manifest: every problem at once, each with file, patient, field and a hint (DESIGN §4).
 
 :func:`validate_manifest` runs everything :mod:`multimodal.cohorts.loading` checks, then opens the data: every slide
-feature file (layout, shape, a bounded sample of rows for NaN/inf, coords, encoder, dimension consistency), the MEDS
-shards (dtypes, sort order, events after the prediction time), the AnnData layers. It never raises for bad input;
+feature file, the omics files and the MEDS shards, with the very readers the adapters use
+(:mod:`multimodal.cohorts.formats`), so that what ``validate`` accepts every command accepts, and the reverse: slides
+(layout, shape, coords, every row for NaN/inf, encoder and dimension consistency), expression / CNV / MAF / wide
+tables (finite values, one profile per patient), MEDS shards (dtypes, null ids and codes, infinite values, events
+after the prediction time; row order is not checked: it does not matter). It never raises for bad input;
 :meth:`ValidationReport.raise_if_invalid` does.
 """
 
@@ -11,19 +14,23 @@ from __future__ import annotations
 import collections
 import dataclasses
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from multimodal.cohorts.formats.omics import read_cnv, read_expression, read_maf, split_wide
+from multimodal.cohorts.formats.slides import open_slide
 from multimodal.cohorts.loading import ProblemLog, ResolvedManifest, resolve_manifest
+from multimodal.cohorts.resolved import under
 from multimodal.cohorts.sources import ClinicalSource, MedsSource, OmicsSource, SlideRef, SlideSource
 from multimodal.errors import InputError, Problem
 
-#: Rows of a slide's feature matrix checked for NaN/inf: the first and the last half of this many.
+#: Rows of a slide's feature matrix read at a time by the NaN/inf check (every row is checked).
 MAX_SAMPLE_ROWS = 4096
-#: Rows of a MEDS shard read at a time by the sort-order check.
+#: Rows of a MEDS shard read at a time (row count, subjects in two shards).
 MEDS_BATCH_ROWS = 1 << 20
 
 
@@ -69,6 +76,7 @@ def validate_manifest(path: str | Path) -> ValidationReport:
     slides = _check_slides(res, log) if res.spec is not None else {}
     meds = _check_meds(res, log) if res.spec is not None else {}
     _check_expression(res, log)
+    _check_omics_values(res, log)
     _check_coverage(res, log)
     _check_split_coverage(res, log)
     log.finish()
@@ -79,7 +87,7 @@ def validate_manifest(path: str | Path) -> ValidationReport:
 # ---- slides -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SlideInfo:
-    """What one slide feature file holds (from its header and a bounded sample of rows)."""
+    """What one slide feature file holds (from its header; every row was read and checked)."""
 
     ref: SlideRef
     layout: str  # trident | clam_h5 | stamp | pt | npy | safetensors
@@ -90,140 +98,26 @@ class SlideInfo:
     has_coords: bool = True
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (bytes, np.bytes_)):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _check_matrix(ref: SlideRef, key: str, shape: tuple[int, ...], dtype: Any, sample: Any,
-                  out: list[Problem]) -> bool:
-    """Shape / dtype / finite checks of a feature matrix; ``sample(lo, hi)`` reads rows lo..hi. True when usable."""
-    file, pid = str(ref.path), ref.patient_id
-    if len(shape) != 2:
-        hint = "this looks like a slide-level embedding; give the patch features" if len(shape) == 1 else None
-        out.append(Problem(f"features must be 2-D (patches, dim), got shape {tuple(shape)}", file=file,
-                           patient=pid, field=key, hint=hint))
-        return False
-    if np.dtype(dtype).kind not in "fiu":
-        out.append(Problem(f"features must be numeric, got dtype {dtype}", file=file, patient=pid, field=key))
-        return False
-    n = int(shape[0])
-    if n == 0:
-        out.append(Problem("empty patch bag (0 patches)", file=file, patient=pid, field=key,
-                           hint="the slide yielded no tissue patches; drop it from the slide list"))
-        return False
-    half = MAX_SAMPLE_ROWS // 2
-    blocks = [(0, min(n, half))] + ([(max(half, n - half), n)] if n > half else [])
-    for lo, hi in blocks:
-        rows = np.asarray(sample(lo, hi))
-        if rows.dtype.kind == "f" and not np.isfinite(rows).all():
-            bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
-            out.append(Problem(f"features contain NaN/inf (e.g. patch row {lo + int(bad[0])})", file=file,
-                               patient=pid, field=key, hint="re-extract the slide; NaN features poison training"))
-            return False
-    return True
-
-
-def _inspect_h5(ref: SlideRef, out: list[Problem]) -> SlideInfo | None:
-    import h5py
-
-    file, pid = str(ref.path), ref.patient_id
-    with h5py.File(ref.path, "r") as f:
-        key = "features" if "features" in f else "feats" if "feats" in f else None
-        if key is None or not isinstance(f[key], h5py.Dataset):
-            out.append(Problem(f"no 'features' (TRIDENT/CLAM) or 'feats' (STAMP) dataset; keys: {sorted(f.keys())}",
-                               file=file, patient=pid, field="features",
-                               hint="give patch feature files, not patch-coordinate files"))
-            return None
-        ds = f[key]
-        ok = _check_matrix(ref, key, ds.shape, ds.dtype, lambda lo, hi: ds[lo:hi], out)
-        encoder = _text(ds.attrs.get("encoder")) or _text(f.attrs.get("encoder"))
-        ps0 = None
-        if "coords" in f:
-            coords = f["coords"]
-            ps = coords.attrs.get("patch_size_level0")
-            ps0 = None if ps is None else int(ps)
-            if len(ds.shape) >= 1 and tuple(coords.shape) != (ds.shape[0], 2):
-                out.append(Problem(f"coords shape {tuple(coords.shape)} does not match features "
-                                   f"{tuple(ds.shape)}; expected ({ds.shape[0]}, 2)", file=file, patient=pid,
-                                   field="coords", hint="one (x, y) level-0 top-left corner per patch"))
-                ok = False
-        if not ok:
-            return None
-        layout = "stamp" if key == "feats" else "trident" if (ps0 is not None or encoder) else "clam_h5"
-        return SlideInfo(ref, layout, int(ds.shape[0]), int(ds.shape[1]), encoder, ps0, "coords" in f)
-
-
-def _inspect_pt(ref: SlideRef, out: list[Problem]) -> SlideInfo | None:
-    import torch
-
-    obj = torch.load(ref.path, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict):
-        obj = obj.get("features", obj.get("feats"))
-    if not isinstance(obj, torch.Tensor):
-        out.append(Problem("a .pt slide file must hold a tensor (or a dict with 'features')", file=str(ref.path),
-                           patient=ref.patient_id, field="features", hint="torch.save(features_tensor, path)"))
-        return None
-    arr = obj.detach().float().numpy() if obj.is_floating_point() else obj.numpy()
-    if not _check_matrix(ref, "features", tuple(arr.shape), arr.dtype, lambda lo, hi: arr[lo:hi], out):
-        return None
-    return SlideInfo(ref, "pt", int(arr.shape[0]), int(arr.shape[1]))
-
-
-def _inspect_npy(ref: SlideRef, out: list[Problem]) -> SlideInfo | None:
-    arr = np.load(ref.path, mmap_mode="r", allow_pickle=False)
-    if not _check_matrix(ref, "features", tuple(arr.shape), arr.dtype, lambda lo, hi: arr[lo:hi], out):
-        return None
-    return SlideInfo(ref, "npy", int(arr.shape[0]), int(arr.shape[1]))
-
-
-def _inspect_safetensors(ref: SlideRef, out: list[Problem]) -> SlideInfo | None:
-    from safetensors import safe_open
-
-    with safe_open(str(ref.path), framework="numpy") as f:
-        keys = list(f.keys())
-        if "features" not in keys:
-            out.append(Problem(f"no 'features' tensor; keys: {keys}", file=str(ref.path), patient=ref.patient_id,
-                               field="features"))
-            return None
-        sl = f.get_slice("features")
-        shape = tuple(sl.get_shape())
-        dtype = np.float32 if "F" in sl.get_dtype() else np.int64
-        ok = _check_matrix(ref, "features", shape, dtype, lambda lo, hi: sl[lo:hi], out)
-        if ok and "coords" in keys and tuple(f.get_slice("coords").get_shape()) != (shape[0], 2):
-            out.append(Problem(f"coords shape {tuple(f.get_slice('coords').get_shape())} does not match features "
-                               f"{shape}", file=str(ref.path), patient=ref.patient_id, field="coords"))
-            ok = False
-        encoder = (f.metadata() or {}).get("encoder")
-    return SlideInfo(ref, "safetensors", int(shape[0]), int(shape[1]), encoder) if ok else None
-
-
-_INSPECTORS = {".h5": _inspect_h5, ".hdf5": _inspect_h5, ".pt": _inspect_pt, ".pth": _inspect_pt,
-               ".npy": _inspect_npy, ".safetensors": _inspect_safetensors}
-_BY_FORMAT = {"trident": _inspect_h5, "clam_h5": _inspect_h5, "stamp": _inspect_h5, "pt": _inspect_pt,
-              "npy": _inspect_npy, "safetensors": _inspect_safetensors}
-
-
 def inspect_slide(ref: SlideRef) -> tuple[SlideInfo | None, list[Problem]]:
-    """Open one slide feature file and check it; returns its info (None when unusable) and its problems."""
-    out: list[Problem] = []
-    fn = _BY_FORMAT.get(ref.format) or _INSPECTORS.get(ref.path.suffix.lower())
-    if fn is None:
-        return None, [Problem(f"unsupported slide file type {ref.path.suffix!r}", file=str(ref.path),
-                              patient=ref.patient_id, field="path")]
+    """Open one slide feature file with the pathology adapter's reader (:func:`~multimodal.cohorts.formats.slides.
+    open_slide`) and read every patch, as ``predict`` does; returns its info (None when unusable) and its problems.
+
+    One rule for both: what the reader refuses (no ``coords`` in a TRIDENT / CLAM file, a non-float or non-2-D
+    matrix, NaN/inf in any patch, a truncated file) is a problem here; an empty bag is valid (the adapter gives it no
+    tokens) and :func:`_check_slides` warns about it.
+    """
     try:
-        return fn(ref, out), out
-    except Exception as exc:  # h5py raises OSError on truncated files; torch/numpy/safetensors raise their own
-        hint = "the file is truncated or not a valid {} file; re-extract or re-copy it".format(
-            {"pt": ".pt", "npy": ".npy", "safetensors": ".safetensors"}.get(ref.format, "HDF5"))
-        if fn is _inspect_pt:
-            hint += " (only plain tensors load with torch.load(weights_only=True))"
-        out.append(Problem(f"unreadable slide file: {type(exc).__name__}: {exc}", file=str(ref.path),
-                           patient=ref.patient_id, field="features", hint=hint))
-        return None, out
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the patch-size fallback: the adapter warns about it itself
+            bag = open_slide(ref.path, ref.format, patient_id=ref.patient_id, slide_id=ref.slide_id)
+        for _ in bag.iter_chunks(MAX_SAMPLE_ROWS):  # every row: NaN/inf anywhere fails at prediction time
+            pass
+    except InputError as exc:
+        return None, list(exc.problems)
+    layout = bag.format
+    return SlideInfo(ref, layout, bag.num_patches, bag.dim, bag.encoder,
+                     int(bag.patch_size_level0) if bag.has_coords and bag.patch_size_source == "attrs" else None,
+                     bag.has_coords), []
 
 
 def _check_slides(res: ResolvedManifest, log: ProblemLog) -> dict[str, list[SlideInfo]]:
@@ -236,13 +130,17 @@ def _check_slides(res: ResolvedManifest, log: ProblemLog) -> dict[str, list[Slid
             for ref in refs:
                 info, probs = inspect_slide(ref)
                 for p in probs:
-                    kind = re.sub(r"[\d(\[{].*", "", p.message).strip()
+                    kind = re.sub(r"[\d(\[{].*", "", p.message.split(": ", 1)[-1]).strip()
                     log.error(p.message, file=p.file, patient=p.patient, field=p.field, hint=p.hint,
                               group=f"slide {p.field}: {kind}")
                 if info is None:
                     continue
                 infos.append(info)
-                if info.layout in ("trident", "clam_h5", "stamp") and not info.has_coords:
+                if info.n_patches == 0:  # the adapter gives the patient no tokens from this slide
+                    log.warn("empty patch bag (0 patches): the slide yields no tokens", file=ref.path,
+                             patient=ref.patient_id, field="features", group="empty patch bag",
+                             hint="the slide yielded no tissue patches; drop it from the slide list")
+                if info.layout == "stamp" and not info.has_coords:
                     log.warn("no 'coords' dataset: patch positions are unknown (no 2-D positions, no heatmaps)",
                              file=ref.path, patient=ref.patient_id, field="coords", group="slide without coords")
         _check_dims(infos, log, name)
@@ -308,44 +206,21 @@ def _check_meds(res: ResolvedManifest, log: ProblemLog) -> dict[str, dict[str, A
 
 
 def _check_meds_order(path: Path, patient_of: dict[int, str], owner: dict[int, Path], log: ProblemLog) -> int:
-    """Rows must be sorted by (subject_id, time), null times first within a subject. Returns the row count.
-
-    Reads the two columns batch by batch, so memory stays bounded for large shards.
-    """
-    import pyarrow as pa
+    """Count the shard's rows and warn about subjects with rows in two shards. Row order is not checked: MEDS
+    consumers sort (docs/data-formats.md), and null ids / codes are problems of loading (formats.meds). Reads the
+    subject_id column batch by batch, so memory stays bounded for large shards."""
     import pyarrow.parquet as pq
 
-    lowest = np.iinfo(np.int64).min
-    unsorted: dict[int, None] = {}
     subjects: set[int] = set()
-    n_rows, n_null = 0, 0
-    last: tuple[int, int] | None = None
+    n_rows = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=MEDS_BATCH_ROWS, columns=["subject_id", "time"]):
-            sid_col = batch.column(0)
-            n_null += sid_col.null_count
-            sid = sid_col.fill_null(lowest).to_numpy(zero_copy_only=False)
-            t = batch.column(1).cast(pa.int64()).fill_null(lowest).to_numpy(zero_copy_only=False)
-            if last is not None:
-                sid, t = np.concatenate([[last[0]], sid]), np.concatenate([[last[1]], t])
-            if len(sid) > 1:
-                down = np.flatnonzero((sid[1:] < sid[:-1]) | ((sid[1:] == sid[:-1]) & (t[1:] < t[:-1])))
-                unsorted.update(dict.fromkeys(int(sid[i + 1]) for i in down))
-            subjects.update(np.unique(sid).tolist())
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=MEDS_BATCH_ROWS, columns=["subject_id"]):
+            subjects.update(v for v in batch.column(0).unique().to_pylist() if v is not None)
             n_rows += batch.num_rows
-            last = (int(sid[-1]), int(t[-1])) if len(sid) else last
     except Exception as exc:  # a footer that reads but data pages that do not
         log.error(f"cannot read MEDS shard: {type(exc).__name__}: {exc}", file=path, field="subject_id")
         return 0
-    if n_null:
-        log.error(f"{n_null} row(s) with a null subject_id", file=path, field="subject_id",
-                  hint="MEDS subject_id is not nullable")
-    for s in unsorted:
-        log.error(f"rows of subject_id {s} are not sorted by (subject_id, time) (null times first)",
-                  file=path, patient=patient_of.get(s), field="time",
-                  hint="sort each shard by subject_id then time before writing (polars 2 does not keep order)",
-                  group="MEDS unsorted")
-    for s in sorted(subjects - {int(lowest)}):
+    for s in sorted(subjects):
         if s in owner and owner[s] != path:
             log.warn(f"subject_id {s} has rows in two shards ({owner[s].name} and {path.name})", file=path,
                      patient=patient_of.get(s), field="subject_id",
@@ -429,6 +304,41 @@ def _isnat(value: Any) -> bool:
 
 
 # ---- omics ------------------------------------------------------------------------------------------------------
+def _check_omics_values(res: ResolvedManifest, log: ProblemLog) -> None:
+    """Read every omics file the genomics adapter reads, with its readers (finite values, one row per patient, MAF
+    samples in the sequenced list); a file loading already found at fault is not read again."""
+    named = {str(p.file) for p in log.problems if p.file is not None}
+    for name, src in res.sources.items():
+        if not isinstance(src, OmicsSource):
+            continue
+        known = src.available or None
+        readers: list[tuple[Path | None, Any]] = [
+            (src.expression, lambda s=src: read_expression(s.expression, s.expression_patient_column)),
+            (src.mutations, lambda s=src, k=known: read_maf(s.mutations, s.mutation_samples, s.mutation_patient_pattern,
+                                                                  known=k)),
+            (src.cnv, lambda s=src: read_cnv(s.cnv)),
+        ]
+        wide_file = _wide_path(res, name)
+        if src.wide is not None:
+            readers.append((wide_file, lambda s=src, f=wide_file: split_wide(s.wide, file=f)))
+        for path, read in readers:
+            if path is None or str(path) in named:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    read()
+            except InputError as exc:
+                for p in exc.problems:
+                    log.error(p.message, file=p.file or path, patient=p.patient, field=p.field, hint=p.hint)
+
+
+def _wide_path(res: ResolvedManifest, name: str) -> Path | None:
+    spec = res.spec.modalities.get(name) if res.spec is not None else None
+    rel = getattr(spec, "wide_table", None)
+    return None if rel is None else under(res.root, rel)
+
+
 def _check_expression(res: ResolvedManifest, log: ProblemLog) -> None:
     import h5py
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,9 +11,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from multimodal import run_folder
+from multimodal.cohort_explain import explain_cohort as explain_cohort  # re-exported API
 from multimodal.cohorts.cohort import Cohort
-from multimodal.errors import ConfigError, InputError, IntegrityError, MultimodalError, Problem
+from multimodal.errors import ConfigError, InputError, MultimodalError, Problem
 from multimodal.io import atomic_path
+from multimodal.run_folder import check_run_dir, read_study_summary
+from multimodal.study_frame import StudyResult as StudyResult  # re-exported API
+from multimodal.study_frame import study_frame as study_frame  # re-exported API
 
 if TYPE_CHECKING:
     from multimodal.experiment import ExperimentConfig
@@ -275,35 +279,15 @@ def _describe_named(c: str, arms: list[str], per_time: dict[str, str]) -> str | 
     return None
 
 
-def read_study_summary(path: str | Path, method: str = "multimodal") -> tuple[Path, dict[str, Any]]:
-    """A cv run's ``summary.json`` (``path`` is the run folder or the file) holding ``method``: (file, summary).
-
-    Raises a clear InputError for a missing file, unreadable JSON or a summary without ``method``.
-    """
-    p = Path(path)
-    f = p / "summary.json" if p.is_dir() else p
-    if not f.is_file():
-        raise InputError("no study summary found", file=f, field="validation",
-                         hint="pass the folder of a finished `multimodal cv` run (it holds summary.json)")
-    try:
-        summary = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"not a readable JSON study summary ({e})", file=f, field="validation") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("methods"), dict) or method not in summary["methods"]:
-        raise InputError(f"method {method!r} not in the study summary", file=f, field="methods",
-                         hint="the summary of a `multimodal cv` run lists our model as 'multimodal'")
-    return f, summary
-
-
 def attach_validation(pipeline_dir: str | Path, summary_json: str | Path, method: str = "multimodal") -> None:
     """Record a cv study's performance of ``method`` (means, CIs, folds) in a saved pipeline's metadata.
 
-    ``summary_json`` is a cv run folder or its ``summary.json``. Rewrites ``pipeline.json`` atomically (its own
-    checksum list is unaffected) and the model card.
+    ``summary_json`` is a cv run folder or its ``summary.json``. Rewrites ``pipeline.json`` atomically (sealed again:
+    the validation figures are covered by its own checksum) and the model card.
     """
-    from multimodal.io import write_json_atomic
+    from multimodal.io import check_sealed_json
     from multimodal.model_card import write_model_card
-    from multimodal.pipeline import Pipeline
+    from multimodal.pipeline import PIPELINE_JSON_SHA256, Pipeline, read_pipeline_json, write_pipeline_json
 
     d = Path(pipeline_dir)
     summary_file, summary = read_study_summary(summary_json, method)
@@ -317,12 +301,12 @@ def attach_validation(pipeline_dir: str | Path, summary_json: str | Path, method
             val[f"{k} 95% CI"] = [round(float(v[0]), 4), round(float(v[1]), 4)]
     if summary.get("oracle"):
         val["oracle c_index"] = summary["oracle"].get("c_index")
-    meta_path = d / "pipeline.json"
-    meta = json.loads(meta_path.read_text())
+    meta = read_pipeline_json(d)
+    check_sealed_json(meta, PIPELINE_JSON_SHA256, d / "pipeline.json")  # never re-seal an edited pipeline.json
     meta["metadata"]["validation"] = val
     with _main_process_writes() as writes:
         if writes:
-            write_json_atomic(meta_path, meta)
+            write_pipeline_json(d, meta)
             pipe = Pipeline.from_pretrained(d)
             write_model_card(d, pipe)
 
@@ -374,9 +358,6 @@ def cohort_report(run_dir: str | Path, out_dir: str | Path, *, overwrite: bool =
 
 
 # ---- preflight checks: reject bad input before anything is computed or written --------------------------------------
-_RUN_ARTIFACTS = ("folds", "summary.json", "summary.md", "predictions.parquet", "run.json", "config.yaml")
-
-
 def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> None:
     """Reject values that training, the model or the study would only reject late (after minutes of work), with a
     raw exception, or never (``training.epochs=-1`` trained nothing). Every problem is reported at once."""
@@ -454,14 +435,11 @@ def _refuse_existing_dir(out: Path, overwrite: bool) -> None:
         raise InputError("output exists and is not empty", file=out, hint="choose a new --out or pass --overwrite")
 
 
-def _is_run_dir(out: Path) -> bool:
-    return (out / "config.yaml").is_file() and (out / "folds").is_dir()
-
-
 def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = (), overwrite: bool = False,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``multimodal cv``: load and check the experiment, its cohort and folds *before* the run folder is touched, then
-    run the study (resuming finished folds when the folder holds an unfinished run of the same config and inputs).
+    hold the folder's lock (:func:`multimodal.run_folder.run_lock`: a second run on it fails at once) and run the
+    study (resuming finished folds when the folder holds an unfinished run of the same config and inputs).
 
     ``overwrite`` starts the run over: the previous run's files are removed first (a different config must never
     reuse the folds of another one).
@@ -470,118 +448,38 @@ def run_cv(config: str | Path, out: str | Path, *, overrides: Iterable[str] = ()
 
     from multimodal.config import to_dict
     from multimodal.experiment import load_experiment
+    from multimodal.provenance import input_fingerprints
     from multimodal.study import Study
 
     out = Path(out)
     cfg = load_experiment(config, overrides)
     check_experiment(cfg, config)
     cfg_yaml = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    if out.exists() and not out.is_dir():
-        raise InputError("output exists and is a file; 'cv' writes a run folder", file=out, hint="choose a new --out")
-    resuming = False
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        if not _is_run_dir(out):
-            raise InputError("output exists and is not a run directory", file=out,
-                             hint="choose a new --out or pass --overwrite")
-        if (out / "config.yaml").read_text() != cfg_yaml:
-            raise InputError("run directory holds a run of a different config", file=out / "config.yaml",
-                             hint="choose a new --out, or pass --overwrite to start over")
-        resuming = True
-    study = Study(cfg, config_file=config)
-    study.check_inputs()  # cohort and folds: bad input fails before the previous run's files are removed
-    if resuming:
-        _check_inputs_unchanged(out, study.cohort, cfg)
-        _check_code_unchanged(out)
-    if overwrite and out.is_dir():
-        with _main_process_writes() as writes:
-            if writes:
-                _remove_run_artifacts(out)
-    return study.run(out, overwrite=overwrite, progress=progress)
-
-
-def _remove_run_artifacts(out: Path) -> None:
-    for name in _RUN_ARTIFACTS:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-
-
-def _check_code_unchanged(out: Path) -> None:
-    """A resumed run must be computed by the same code as its finished folds (package version and git commit as
-    recorded in run.json; a field recorded as unknown is not compared)."""
-    from multimodal.provenance import git_commit, package_versions
-
-    if not any((out / "folds").glob("fold_*.json")):
-        return
-    try:
-        rec = json.loads((out / "run.json").read_text())
-        then = {"precision-multimodal": rec["versions"].get("precision-multimodal"), "git commit": rec.get("git_commit")}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return
-    now = {"precision-multimodal": package_versions().get("precision-multimodal"), "git commit": git_commit()}
-    diff = [k for k in now if then[k] and now[k] and then[k] != now[k]]
-    if diff:
-        k = diff[0]
-        raise InputError(f"the code changed since this run started ({k} {then[k]} → {now[k]}); finished folds were "
-                         "computed by the old code", file=out / "run.json", field=k,
-                         hint="pass --overwrite to start the run over, or choose a new --out")
-
-
-def _check_inputs_unchanged(out: Path, cohort: Cohort, config: ExperimentConfig) -> None:
-    """A resumed run must see the same input files as its finished folds did (sha256 recorded in run.json)."""
-    from multimodal.provenance import input_fingerprints
-
-    rec_path = out / "run.json"
-    if not any((out / "folds").glob("fold_*.json")):
-        return  # nothing finished yet: nothing computed on other data
-    try:
-        recorded = {str(Path(r["path"]).resolve()): r["sha256"]
-                    for r in json.loads(rec_path.read_text()).get("inputs", [])}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return  # no usable record (the run never got past its start): nothing finished to protect
-    now = {str(Path(r["path"]).resolve()): r["sha256"] for r in input_fingerprints(cohort, config=config)}
-    changed = sorted(p for p in recorded.keys() & now.keys() if recorded[p] != now[p])
-    added, removed = sorted(now.keys() - recorded.keys()), sorted(recorded.keys() - now.keys())
-    if changed or added or removed:
-        first = (changed or added or removed)[0]
-        what = "changed" if changed else ("is new" if added else "is gone")
-        n = len(changed) + len(added) + len(removed)
-        raise InputError(f"input file {what} since this run started ({n} input file(s) differ); finished folds "
-                         "were computed on the old data", file=first, field="inputs",
-                         hint="pass --overwrite to start the run over, or restore the inputs")
+    with run_folder.run_lock(out):  # a second run on this folder fails here, at once; nothing is left on failure
+        resuming = run_folder.check_resumable(out, cfg_yaml, overwrite=overwrite)
+        study = Study(cfg, config_file=config)
+        study.check_inputs()  # cohort and folds: bad input fails before the previous run's files are removed
+        if resuming:
+            run_folder.check_inputs_unchanged(out, input_fingerprints(study.cohort, config=cfg))
+            run_folder.check_code_unchanged(out)
+        if overwrite and out.is_dir():
+            with _main_process_writes() as writes:
+                if writes:
+                    run_folder.remove_run_artifacts(out)
+        return study.run(out, overwrite=overwrite, progress=progress)
 
 
 def load_pipeline(directory: str | Path) -> Pipeline:
-    """:meth:`Pipeline.from_pretrained` with the checks it lacks: ``pipeline.json`` must be readable and its checksum
-    list must cover every file the loader reads (a removed entry must not switch verification off), and any failure
-    while loading becomes a clear error naming the folder."""
+    """:meth:`Pipeline.from_pretrained` with every check on (:func:`multimodal.pipeline.verify_pipeline_files`: the
+    checksum list covers every file the loader reads, pipeline.json's own content is sealed, every file matches), and
+    any other failure while loading a clear error naming the folder."""
     from multimodal import __version__
     from multimodal.pipeline import Pipeline, read_pipeline_json
 
     d = Path(directory)
-    meta_path = d / "pipeline.json"
     meta = read_pipeline_json(d)
-    sums, mods = meta.get("sha256"), meta.get("modalities")
-    if not isinstance(sums, dict) or not sums:
-        raise IntegrityError(f"{meta_path}: no checksum list ('sha256'); the pipeline cannot be verified")
-    if not isinstance(mods, list) or not all(isinstance(x, str) for x in mods):
-        raise IntegrityError(f"{meta_path}: 'modalities' is not a list of names")
-    for mod in mods:
-        if mod in ("", ".", "..") or "/" in mod or "\\" in mod:
-            raise IntegrityError(f"{meta_path}: modality name {mod!r} is not a plain name")
-    listed = set(sums)
-    read = ["model/config.json", "model/model.safetensors"]
-    read += [f"adapters/{m}/{f}" for m in mods for f in ("adapter.json", "adapter.safetensors")]
-    present = [str(p.relative_to(d)) for sub in ("model", "adapters") if (d / sub).is_dir()
-               for p in sorted((d / sub).rglob("*")) if p.is_file()]
-    unlisted = [r for r in [*read, *present] if r not in listed]
-    if unlisted:
-        raise IntegrityError(f"{d / unlisted[0]}: not covered by the checksum list of {meta_path} "
-                             "(files were added or pipeline.json was edited)")
     try:
-        return Pipeline.from_pretrained(d)
+        return Pipeline.from_pretrained(d, verify=True)
     except MultimodalError:
         raise
     except Exception as exc:  # checksums matched, so the files are as written: a version or format problem
@@ -603,34 +501,3 @@ def check_compatible(pipe: Pipeline, cohort: Cohort, manifest: str | Path) -> No
     if unit and cohort.time_unit != unit:
         raise InputError(f"time unit {cohort.time_unit!r} differs from the pipeline's {unit!r}", file=manifest,
                          field="patients.time_unit", hint=f"give times in {unit} (survival bins are in {unit})")
-
-
-def check_run_dir(run: Path) -> dict[str, Any]:
-    """The parts of a ``multimodal cv`` run folder that reports read, checked; returns the summary."""
-    import pyarrow.parquet as pq
-
-    hint = "pass the --out folder of a finished 'multimodal cv' run (re-running the same command finishes it)"
-    s = run / "summary.json"
-    if not s.is_file():
-        raise InputError("not a finished cv run directory (summary.json missing)", file=run, hint=hint)
-    try:
-        summary = json.loads(s.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"unreadable JSON ({exc})", file=s, hint="re-run 'multimodal cv' with --overwrite") from exc
-    methods = summary.get("methods") if isinstance(summary, dict) else None
-    if not isinstance(methods, dict) or not methods:
-        raise InputError("not a study summary (no 'methods')", file=s, field="methods", hint=hint)
-    for name, m in methods.items():
-        if not (isinstance(m, dict) and isinstance(m.get("folds"), list) and isinstance(m.get("mean"), dict)):
-            raise InputError(f"method {name!r} lacks 'folds'/'mean'", file=s, field=f"methods.{name}", hint=hint)
-    p = run / "predictions.parquet"
-    if not p.is_file():
-        raise InputError("predictions missing", file=p, hint=hint)
-    try:
-        cols = set(pq.read_schema(p).names)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise InputError(f"unreadable parquet ({type(exc).__name__}: {exc})", file=p, hint=hint) from exc
-    need = {"method", "fold", "patient_id", "risk", "time", "event"}
-    if need - cols:
-        raise InputError(f"lacks column(s) {sorted(need - cols)}", file=p, field=sorted(need - cols)[0], hint=hint)
-    return summary

@@ -611,6 +611,34 @@ RESPONSE_BASELINES: dict[str, Callable[..., ResponseBaseline]] = {
 }
 
 
+#: Under ``task: both`` a study also runs, for each survival baseline it names, the response baseline on the same
+#: features (``attention_mil`` runs once, as a survival model: fitting it twice would double the costliest baseline).
+RESPONSE_COUNTERPARTS: dict[str, str] = {
+    "coxph_clinical": "logistic_clinical",
+    "coxnet": "enet_logistic",
+    "rsf": "random_forest",
+    "gbsa": "gradient_boosting",
+}
+
+
+def baseline_task(name: str, task: Literal["survival", "response", "both"]) -> Literal["survival", "response"]:
+    """What baseline ``name`` is fitted to in a study of ``task``: the study's own task, except in a ``both`` study,
+    where a response-only baseline (e.g. ``logistic_clinical``) predicts the response and the others survival."""
+    if task != "both":
+        return task
+    return "response" if name in RESPONSE_BASELINES and name not in SURVIVAL_BASELINES else "survival"
+
+
+def study_baselines(names: Sequence[str], task: Literal["survival", "response", "both"]) -> list[str]:
+    """The baselines a study of ``task`` runs for ``evaluation.baselines`` = ``names``: ``names`` in order, and in a
+    ``both`` study the response counterpart (:data:`RESPONSE_COUNTERPARTS`) of each survival baseline after them
+    (once, unless named already)."""
+    out = list(names)
+    if task == "both":
+        out += [RESPONSE_COUNTERPARTS[n] for n in names if n in RESPONSE_COUNTERPARTS]
+    return list(dict.fromkeys(out))
+
+
 def list_baselines(kind: Literal["survival", "response"] | None = None) -> list[str]:
     """Names of the baselines of ``kind`` (default both; ``attention_mil`` serves both tasks and is listed once)."""
     names: set[str] = set()

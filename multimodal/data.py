@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +30,7 @@ class PatientItem:
     event: bool | None
     response: int | None
     treatment: int | None
+    offset: float | None = None  # cross-fitted log-hazard offset (training only; see multimodal.types.Batch.offset)
 
     @property
     def has_outcome(self) -> bool:
@@ -48,9 +51,15 @@ class PatientDataset(Dataset[PatientItem]):
 
     def __init__(
         self, cohort: Cohort, adapters: Mapping[str, Adapter], patient_ids: Sequence[str], *,
-        train: bool = False, seed: int = 0,
+        train: bool = False, seed: int = 0, offsets: Mapping[str, float] | None = None,
     ) -> None:
         self.cohort = cohort
+        #: per-patient training offsets (cross-fitted stacking, multimodal.wide_init); every patient needs one
+        self.offsets = None if offsets is None else {str(k): float(v) for k, v in offsets.items()}
+        if self.offsets is not None:
+            missing = [p for p in patient_ids if str(p) not in self.offsets]
+            if missing:
+                raise ValueError(f"PatientDataset: no offset for {len(missing)} patient(s), e.g. {missing[:3]}")
         self.adapters = dict(adapters)
         self.patient_ids = [str(p) for p in patient_ids]
         self.train = train
@@ -79,7 +88,8 @@ class PatientDataset(Dataset[PatientItem]):
         if self._arm is not None and not pd.isna(self._arm[i]):
             arm = int(self._arm[i])
         event = None if pd.isna(self._event[i]) else bool(self._event[i])
-        return PatientItem(i, pid, streams, float(self._time[i]), event, resp, arm)
+        offset = None if self.offsets is None else self.offsets[pid]
+        return PatientItem(i, pid, streams, float(self._time[i]), event, resp, arm, offset)
 
     def bag_sizes(self) -> list[int]:
         """Approximate token count per patient (for bucketing), from the adapters' cheap size hints if any."""
@@ -115,10 +125,41 @@ def collate_patients(items: Sequence[PatientItem], *, num_response_classes: int 
     treatment = None
     if all(it.treatment is not None for it in items):
         treatment = torch.tensor([it.treatment for it in items], dtype=torch.long)
+    offset = None
+    if all(it.offset is not None for it in items):
+        offset = torch.tensor([it.offset for it in items], dtype=torch.float32)
     return Batch(
         streams=streams, patient_ids=tuple(it.patient_id for it in items), survival=survival, response=response,
-        treatment=treatment,
+        treatment=treatment, offset=offset,
     )
+
+
+def pin_batch(batch: Batch) -> Batch:
+    """``batch`` with every tensor in page-locked (pinned) memory, so ``batch.to("cuda")`` copies asynchronously
+    while the GPU computes; ``batch`` itself without a CUDA device (nothing to pin for)."""
+    if not torch.cuda.is_available():
+        return batch
+
+    def pin(o: Any) -> Any:
+        if o is None:
+            return None
+        if isinstance(o, torch.Tensor):
+            return o.pin_memory()
+        return replace(o, **{f.name: pin(getattr(o, f.name)) for f in dataclass_fields(o)
+                             if isinstance(getattr(o, f.name), torch.Tensor)})
+
+    return replace(batch, streams={m: pin(s) for m, s in batch.streams.items()}, survival=pin(batch.survival),
+                   response=pin(batch.response), treatment=pin(batch.treatment), offset=pin(batch.offset))
+
+
+def cuda_loader_kwargs(num_workers: int) -> dict[str, object]:
+    """DataLoader options that keep a GPU fed: worker processes that stay alive between epochs and prefetch, and
+    pinned host memory (see :func:`pin_batch`) when a CUDA device is present; plain in-process loading otherwise."""
+    cuda = torch.cuda.is_available()
+    out: dict[str, object] = {"num_workers": num_workers, "pin_memory": cuda}
+    if num_workers > 0:
+        out.update(persistent_workers=True, prefetch_factor=4 if cuda else 2)
+    return out
 
 
 class Collator:

@@ -72,6 +72,7 @@ def run(out: Path, patients: int, config: Path, overrides: list[str]) -> int:
         print("[5/6] explain one patient and write the report", flush=True)
         pid = _example_patient(manifest)
         paths.update(report_patient(pipe_dir, manifest, pid, report_dir, overwrite=True))
+        paths.update(_page_pictures(report_dir / "report.pdf", "report_pages"))
     except ImportError as exc:  # explanations not installed in this build
         print(f"      skipped: {exc}")
     try:
@@ -79,6 +80,7 @@ def run(out: Path, patients: int, config: Path, overrides: list[str]) -> int:
 
         print("[6/6] cohort report", flush=True)
         paths.update({f"cohort_{k}": v for k, v in cohort_report(run_dir, cohort_report_dir, overwrite=True).items()})
+        paths.update(_page_pictures(cohort_report_dir / "cohort_report.pdf", "cohort_pages"))
     except ImportError as exc:
         print(f"      skipped: {exc}")
 
@@ -91,6 +93,18 @@ def run(out: Path, patients: int, config: Path, overrides: list[str]) -> int:
     for k, v in paths.items():
         print(f"  {k + ':':<16} {v}")
     return 0
+
+
+def _page_pictures(pdf: Path, key: str) -> dict[str, Path]:
+    """PNGs of the report's pages beside it (``<name>-<page>.png``) for a human to look at; none without pdftoppm."""
+    from multimodal.report.pages import pdf_pages_to_png
+
+    pages = pdf_pages_to_png(pdf, pdf.parent, pdf.stem) if pdf.exists() else []
+    if not pages:
+        print("      page pictures skipped: pdftoppm (poppler-utils) not installed")
+        return {}
+    print(f"      {len(pages)} page pictures beside {pdf.name}: {pages[0].name} … {pages[-1].name}", flush=True)
+    return {key: pages[0]}
 
 
 def _example_patient(manifest: Path) -> str:

@@ -14,7 +14,9 @@ rows only, inner validation for early stopping) and follows the scikit-survival 
 
 Two kinds of ``X`` are supported:
 
-* **a pandas DataFrame of tabular features**, one row per patient. Columns ending in ``_rnaseq`` / ``_mut`` / ``_cnv``
+* **tabular features**: a pandas DataFrame, or a 2-d NumPy array (its columns are named ``x0``, ``x1``, ... and are
+  numeric, so ``make_pipeline(StandardScaler(), MultimodalSurvivalEstimator())`` works), one row per patient; NaN
+  marks a missing value (the clinical adapter's missing indicator), so NaN in ``X`` is allowed. Columns ending in ``_rnaseq`` / ``_mut`` / ``_cnv``
   (the TCGA wide-table convention) become an :class:`~multimodal.cohorts.sources.OmicsSource` read by the genomics
   adapter (one token per gene, ``top_k_genes`` genes); every other column becomes a
   :class:`~multimodal.cohorts.sources.ClinicalSource` read by the clinical adapter (numbers numeric, strings /
@@ -29,14 +31,17 @@ Two kinds of ``X`` are supported:
 field the time (float), e.g. ``Surv.from_arrays(event, time)``; field names do not matter.
 
 Outputs: :meth:`~MultimodalSurvivalEstimator.predict` gives the risk score (higher = worse);
-:meth:`~MultimodalSurvivalEstimator.predict_survival_function` gives, like scikit-survival, an array of
-``sksurv.functions.StepFunction`` or, with ``return_array=True``, an ``(n_samples, n_times)`` array of S(t) at
+:meth:`~MultimodalSurvivalEstimator.predict_survival_function` and
+:meth:`~MultimodalSurvivalEstimator.predict_cumulative_hazard_function` give, like scikit-survival, an array of
+``sksurv.functions.StepFunction`` or, with ``return_array=True``, an ``(n_samples, n_times)`` array at
 ``unique_times_`` (the distinct event times of the training data); :meth:`~MultimodalSurvivalEstimator.score` is
-Harrell's c-index (:func:`multimodal.metrics.harrell_c`).
+Harrell's c-index (:func:`multimodal.metrics.harrell_c`). ``random_state`` seeds the inner split, the initialisation
+and the data order (``seed`` is its deprecated former name).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -71,7 +76,9 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         epochs, lr, batch_size, weight_decay, val_fraction, patience, select_metric: training settings, mapped onto
             :class:`multimodal.training.TrainingConfig`. ``val_fraction`` of the training rows (stratified on the
             event) is held out for early stopping; 0 trains on every row and keeps the last epoch.
-        seed: seed of the inner split, the initialisation and the data order.
+        random_state: seed of the inner split, the initialisation and the data order (an int; None draws one from
+            NumPy's global generator at each ``fit``, as in scikit-learn).
+        seed: deprecated alias of ``random_state`` (a FutureWarning; when set it wins).
         top_k_genes: gene tokens of the genomics adapter when ``X`` is a DataFrame with omics columns.
         categorical, numeric: clinical columns of a DataFrame ``X`` to treat as categorical / numeric (e.g. a 0/1
             or integer-coded column as categorical); every other column is typed by its dtype (numbers numeric;
@@ -86,7 +93,8 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         pipeline_: the fitted :class:`~multimodal.pipeline.Pipeline` (``pipeline_.save_pretrained(dir)`` works).
         fit_result_: the :class:`~multimodal.training.FitResult` (selected epoch, history).
         unique_times_: sorted distinct event times of the training data (the grid of ``predict_survival_function``).
-        n_features_in_, feature_names_in_: the DataFrame columns seen in ``fit`` (DataFrame mode only).
+        n_features_in_: the number of columns of ``X`` seen in ``fit`` (tabular ``X``).
+        feature_names_in_: the DataFrame columns seen in ``fit`` (a DataFrame ``X`` only, as in scikit-learn).
     """
 
     def __init__(
@@ -109,7 +117,8 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         val_fraction: float = 0.15,
         patience: int = 5,
         select_metric: str = "c_index",
-        seed: int = 0,
+        random_state: int | None = 0,
+        seed: int | None = None,
         top_k_genes: int = 200,
         categorical: Sequence[str] = (),
         numeric: Sequence[str] = (),
@@ -135,6 +144,7 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         self.val_fraction = val_fraction
         self.patience = patience
         self.select_metric = select_metric
+        self.random_state = random_state
         self.seed = seed
         self.top_k_genes = top_k_genes
         self.categorical = categorical
@@ -143,6 +153,15 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         self.cohort = cohort
         self.adapters = adapters
         self.verbose = verbose
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a missing value takes the clinical adapter's missing indicator
+        tags.input_tags.categorical = True  # DataFrame categorical / string columns are clinical categories
+        tags.input_tags.string = True
+        tags.target_tags.required = True  # y: a scikit-survival structured array (event, time)
+        tags.target_tags.single_output = True
+        return tags
 
     # ---- configuration ------------------------------------------------------------------------------------------
     def model_config(self) -> ModelConfig:
@@ -174,19 +193,24 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         from multimodal.pipeline import Pipeline
 
         self.check_params()
+        if y is None and self.cohort is None:
+            raise InputError(f"{type(self).__name__} requires y to be passed, but the target y is None", field="y",
+                             hint="y = Surv.from_arrays(event=event, time=time), or bind a cohort holding outcomes")
+        seed = self._fit_seed()
         cohort, ids = self._cohort_for(X, y, fitting=True)
         time, event = cohort.survival_arrays(ids)
         if not event.any():
             raise InputError("no event in the training data: a survival model cannot be fitted", field="y")
-        train, val = self._inner_split(ids, event)
+        train, val = self._inner_split(ids, event, seed)
         training = self.training_config()
         if val and training.select_metric == "c_index" and not _has_comparable_pair(*cohort.survival_arrays(val)):
             # a c-index is undefined on this (small) inner validation set: select on its loss instead
             training = replace(training, select_metric="loss")
         pipe, result = Pipeline.fit(
             cohort, train, val_ids=val or None, adapters=self._make_adapters(cohort), model_config=self.model_config(),
-            training=training, task="survival", seed=int(self.seed),
+            training=training, task="survival", seed=seed,
         )
+        self.random_state_ = seed
         self.pipeline_ = pipe
         self.fit_result_ = result
         self.unique_times_ = np.unique(time[event])
@@ -228,9 +252,20 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         surv = np.clip(surv, 0.0, 1.0)
         if return_array:
             return surv
-        from sksurv.functions import StepFunction
+        return _step_functions(grid, surv)
 
-        return np.array([StepFunction(grid, row) for row in surv], dtype=object)
+    def predict_cumulative_hazard_function(self, X: Any, return_array: bool = False) -> np.ndarray:
+        """H(t | x) = −log S(t | x) per row of ``X`` (S as :meth:`predict_survival_function`, floored at 1e-12).
+
+        Returns:
+            With ``return_array=False`` an object array of ``sksurv.functions.StepFunction`` on ``unique_times_``;
+            with ``return_array=True`` a float array ``(n_samples, len(unique_times_))``.
+        """
+        surv = self.predict_survival_function(X, return_array=True)
+        hazard = -np.log(np.clip(surv, 1e-12, 1.0))
+        if return_array:
+            return hazard
+        return _step_functions(self.unique_times_, hazard)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Harrell's c-index of ``predict(X)`` against ``y`` (or the bound cohort's outcomes when ``y`` is None)."""
@@ -256,12 +291,25 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         pred = self.pipeline_.predict(cohort, ids, batch_size=self.training_config().eval_batch_size)
         return pred.set_index("patient_id").loc[ids, "risk"].to_numpy(float)
 
-    def _inner_split(self, ids: list[str], event: np.ndarray) -> tuple[list[str], list[str]]:
+    def _fit_seed(self) -> int:
+        """The seed of this fit: ``seed`` (deprecated, with a FutureWarning) if set, else ``random_state`` (None:
+        drawn from NumPy's global generator; a ``RandomState``: drawn from it)."""
+        from sklearn.utils import check_random_state
+
+        if self.seed is not None:
+            warnings.warn("MultimodalSurvivalEstimator(seed=...) is deprecated; use random_state=...",
+                          FutureWarning, stacklevel=3)
+            return int(self.seed)
+        if isinstance(self.random_state, (int, np.integer)):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _inner_split(self, ids: list[str], event: np.ndarray, seed: int) -> tuple[list[str], list[str]]:
         from multimodal.cohorts.splits import validation_split
 
         if len(ids) < 4:
             return list(ids), []
-        tr, va = validation_split(ids, event.astype(int), float(self.val_fraction), int(self.seed))
+        tr, va = validation_split(ids, event.astype(int), float(self.val_fraction), seed)
         return list(tr), list(va)
 
     def _bound_cohort(self) -> Any:
@@ -282,8 +330,7 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         if isinstance(X, pd.DataFrame):
             return self._frame_cohort(X, y, fitting=fitting)
         if self.cohort is None:
-            msg = f"X must be a pandas DataFrame (or patient ids with cohort= set), got {type(X).__name__}"
-            raise InputError(msg, field="X", hint="pass a DataFrame of features, or bind a cohort: cohort=Cohort(...)")
+            return self._frame_cohort(self._array_frame(X, fitting=fitting), y, fitting=fitting, named=False)
         cohort = self._bound_cohort()
         ids = [str(p) for p in np.asarray(X, dtype=object).ravel()]
         unknown = [p for p in ids if p not in cohort.patients.index]
@@ -300,16 +347,53 @@ class MultimodalSurvivalEstimator(BaseEstimator):
                                  hint="pass y=None to use the cohort's outcomes")
         return cohort, ids
 
-    def _frame_cohort(self, X: pd.DataFrame, y: Any, *, fitting: bool) -> tuple[Any, list[str]]:
+    def _array_frame(self, X: Any, *, fitting: bool) -> pd.DataFrame:
+        """A 2-d array-like ``X`` as a DataFrame with columns ``x0``, ``x1``, ... (or the names seen in ``fit``)."""
+        if hasattr(X, "toarray"):
+            raise InputError("sparse X is not supported", field="X", hint="pass a dense array or a DataFrame")
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"X is not an array of features ({exc})", field="X") from None
+        if arr.ndim != 2:
+            raise InputError(f"expected a 2-d array of features (n_samples, n_features), got {arr.ndim} dimension(s); "
+                             "Reshape your data with X.reshape(-1, 1) (one feature) or X.reshape(1, -1) (one sample)",
+                             field="X", hint="to pass patient ids instead, bind a cohort: cohort=Cohort(...)")
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise InputError(f"X has shape {arr.shape}: at least one sample and one feature are needed", field="X")
+        if arr.dtype.kind == "c":
+            raise InputError("Complex data not supported: X holds complex values", field="X")
+        if not fitting:
+            n = getattr(self, "n_features_in_", arr.shape[1])
+            if arr.shape[1] != n:
+                raise InputError(f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting {n} features "
+                                 "as input", field="X")
+            names = getattr(self, "feature_names_in_", None)
+            if names is not None:  # fitted on a DataFrame, given an array: the same columns by position
+                return pd.DataFrame(arr, columns=list(names))
+        frame = pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+        if arr.dtype.kind in "biuf":
+            frame = frame.astype(float)
+            if np.isinf(frame.to_numpy()).any():
+                raise InputError("X contains infinity", field="X", hint="replace it, or mark missing values as NaN")
+        return frame
+
+    def _frame_cohort(self, X: pd.DataFrame, y: Any, *, fitting: bool, named: bool = True) -> tuple[Any, list[str]]:
         from multimodal.cohorts.cohort import Cohort
         from multimodal.cohorts.sources import ClinicalSource, OmicsSource
 
         cols = [str(c) for c in X.columns]
         if fitting:
-            self.feature_names_in_ = np.asarray(cols, dtype=object)
             self.n_features_in_ = len(cols)
-        elif list(self.feature_names_in_) != cols:
-            missing = sorted(set(self.feature_names_in_) - set(cols))
+            if named:
+                self.feature_names_in_ = np.asarray(cols, dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif not named:
+            pass  # an array: its column count was checked by _array_frame
+        elif (expected := [str(c) for c in getattr(self, "feature_names_in_", [f"x{i}" for i in
+                                                                             range(self.n_features_in_)])]) != cols:
+            missing = sorted(set(expected) - set(cols))
             msg = "X has different columns than at fit time"
             raise InputError(msg, field="X", hint=f"missing: {missing[:5]}" if missing else "same columns, same order")
         n = len(X)
@@ -398,3 +482,13 @@ def _survival_y(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(time).all() or (time < 0).any():
         raise InputError(f"y field {names[1]!r} (time) must be finite and >= 0", field="y")
     return event, time
+
+
+def _step_functions(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """An object array of ``sksurv.functions.StepFunction`` (one per row of ``values`` on ``grid``)."""
+    from sksurv.functions import StepFunction
+
+    out = np.empty(len(values), dtype=object)
+    for i, row in enumerate(values):
+        out[i] = StepFunction(grid, row)
+    return out

@@ -1,4 +1,5 @@
-"""Atomic file writing and file fingerprints: outputs appear whole or not at all.
+"""Atomic file writing and the package's one checksum scheme: outputs appear whole or not at all, and are verified
+before use.
 
 Outputs are built under a hidden temporary name beside the target, ``.<name>.<host>.<pid>.<random>.tmp``, and renamed
 onto it at the end. They get the modes the user's umask gives any new file or folder (``0666 & ~umask``,
@@ -16,7 +17,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path`` (mode per the umask), on error
     remove it. Temporary files of dead writers of ``path`` are removed first."""
     target = Path(path)
-    made = _make_parents(target.parent)
+    made = make_parents(target.parent)
     remove_stale_temps(target)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=_TMP_SUFFIX, dir=target.parent)
     os.close(fd)
@@ -126,11 +127,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        _remove_empty(made)
+        remove_empty(made)
         raise
 
 
-def _make_parents(folder: Path) -> list[Path]:
+def make_parents(folder: Path) -> list[Path]:
     """``mkdir -p folder``; return the folders it created (outermost first) so a failed write can remove them."""
     missing = []
     p = folder
@@ -141,7 +142,7 @@ def _make_parents(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
-def _remove_empty(made: list[Path]) -> None:
+def remove_empty(made: list[Path]) -> None:
     """Remove the folders in ``made`` (innermost first) that are still empty: a failed write leaves no trace."""
     for d in reversed(made):
         try:
@@ -182,7 +183,7 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     target = Path(path)
     if target.exists() and any(target.iterdir()) and not overwrite:
         raise InputError("output exists and is not empty", file=target, hint="choose a new path or pass --overwrite")
-    made = _make_parents(target.parent)
+    made = make_parents(target.parent)
     remove_stale_temps(target)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=_TMP_SUFFIX, dir=target.parent))
     try:
@@ -199,10 +200,11 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
             os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(made)
+        remove_empty(made)
         raise
 
 
+# ---- checksums: sha256 of a file's bytes, or of a JSON document's canonical text ------------------------------------
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -211,16 +213,56 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def json_sha256(obj: Any) -> str:
+    """sha256 of the canonical JSON text of ``obj`` (keys sorted, no spaces, numbers as Python writes them): the same
+    for an object and for what ``json.loads`` reads back from any JSON file of it, whatever its layout."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal_json(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc`` with ``doc[key]`` = :func:`json_sha256` of every other key of it (as JSON reads them back)."""
+    body = json.loads(json.dumps({k: v for k, v in doc.items() if k != key}, default=_json_default))
+    return {**body, key: json_sha256(body)}
+
+
+def check_sealed_json(doc: dict[str, Any], key: str, file: str | Path) -> None:
+    """IntegrityError naming ``file`` unless ``doc[key]`` is the :func:`json_sha256` of the rest of ``doc``."""
+    from multimodal.errors import IntegrityError
+
+    recorded = doc.get(key)
+    if not isinstance(recorded, str):
+        raise IntegrityError(f"{file}: no checksum of its own content ({key!r}); it was written by an older version "
+                             "or edited, and cannot be verified")
+    if recorded != json_sha256({k: v for k, v in doc.items() if k != key}):
+        raise IntegrityError(f"{file}: checksum mismatch ({key!r}): its content was edited after it was written")
+
+
+def verify_file(path: Path, sha256: str, size: int | None = None, *, what: str = "folder") -> None:
+    """IntegrityError naming ``path`` when it is missing, of another ``size`` (truncated) or of another sha256."""
+    from multimodal.errors import IntegrityError
+
+    if not path.is_file():
+        raise IntegrityError(f"{path}: missing ({what} incomplete)")
+    if size is not None and path.stat().st_size != size:
+        raise IntegrityError(f"{path}: checksum mismatch (size {path.stat().st_size} bytes, recorded {size}: file "
+                             "truncated or modified)")
+    if sha256_file(path) != sha256:
+        raise IntegrityError(f"{path}: checksum mismatch (file truncated or modified)")
+
+
 CHECKSUMS = "checksums.json"
 
 
-def write_checksums(folder: str | Path, *, name: str = CHECKSUMS) -> Path:
-    """Record size + sha256 of every file under ``folder`` (except the list itself) in ``folder/name``, atomically.
+def write_checksums(folder: str | Path, *, name: str = CHECKSUMS, exclude: Iterable[str] = ()) -> Path:
+    """Record size + sha256 of every file under ``folder`` (except the list itself, temporary files and the names in
+    ``exclude``) in ``folder/name``, atomically.
 
     Call it last, after every other file of the folder is written; :func:`verify_checksums` checks it before use.
     """
     d = Path(folder)
-    files = sorted(p for p in d.rglob("*") if p.is_file() and p.name != name and not p.name.endswith(".tmp"))
+    skip = {name, *exclude}
+    files = sorted(p for p in d.rglob("*") if p.is_file() and p.name not in skip and not p.name.endswith(_TMP_SUFFIX))
     sums = {str(p.relative_to(d)): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in files}
     return write_json_atomic(d / name, {"format": 1, "files": sums})
 
@@ -238,13 +280,8 @@ def verify_checksums(folder: str | Path, *, name: str = CHECKSUMS, required: boo
         return
     try:
         files = json.loads(listing.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        items = [(str(rel), str(rec["sha256"]), int(rec["size"])) for rel, rec in files.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise IntegrityError(f"{listing}: unreadable checksum list ({exc})") from exc
-    for rel, rec in files.items():
-        p = d / rel
-        if not p.is_file():
-            raise IntegrityError(f"{p}: missing (folder incomplete)")
-        if p.stat().st_size != rec["size"]:
-            raise IntegrityError(f"{p}: size {p.stat().st_size} bytes, recorded {rec['size']} (file truncated)")
-        if sha256_file(p) != rec["sha256"]:
-            raise IntegrityError(f"{p}: checksum mismatch (file modified)")
+    for rel, digest, size in items:
+        verify_file(d / rel, digest, size)

@@ -38,11 +38,11 @@ from multimodal.cohorts.cohort import Cohort
 from multimodal.config import from_dict, to_dict
 from multimodal.data import PatientDataset
 from multimodal.errors import InputError, IntegrityError
-from multimodal.io import atomic_dir, sha256_file, write_json_atomic
+from multimodal.io import atomic_dir, check_sealed_json, seal_json, sha256_file, verify_file, write_json_atomic
 from multimodal.model import MultimodalConfig, MultimodalEnsemble, MultimodalModel
 from multimodal.model.ensemble import member_seed
 from multimodal.training import FitResult, TrainingConfig, fit_model, make_accelerator, predict_dataset
-from multimodal.wide_init import fit_wide_cox, start_from_wide
+from multimodal.wide_init import cross_fitted_offsets, fit_start_baseline, fit_wide_cox, start_from_wide
 
 log = logging.getLogger(__name__)
 PIPELINE_FORMAT = 1  # written for a single model
@@ -148,6 +148,45 @@ def read_pipeline_json(directory: Path) -> dict[str, Any]:
     return meta
 
 
+#: Key of pipeline.json holding the sha256 of the rest of pipeline.json (:func:`multimodal.io.seal_json`).
+PIPELINE_JSON_SHA256 = "pipeline_json_sha256"
+
+
+def write_pipeline_json(directory: Path, meta: Mapping[str, Any]) -> Path:
+    """Write ``directory/pipeline.json`` atomically, sealed: its own sha256 (over every key: format, modalities, the
+    file checksum list and the metadata that predictions and reports read) in ``pipeline_json_sha256``."""
+    return write_json_atomic(directory / "pipeline.json", seal_json(dict(meta), PIPELINE_JSON_SHA256))
+
+
+def verify_pipeline_files(d: Path, meta: Mapping[str, Any]) -> None:
+    """Every byte a saved pipeline is loaded from is covered: the checksum list names every file the loader reads and
+    every file under ``model/`` and ``adapters/`` (a removed entry must not switch verification off), pipeline.json's
+    own content matches its seal, and every listed file its sha256. IntegrityError (exit 2) naming the file."""
+    meta_path = d / "pipeline.json"
+    sums, mods = meta.get("sha256"), meta.get("modalities")
+    if not isinstance(sums, dict) or not sums:
+        raise IntegrityError(f"{meta_path}: no checksum list ('sha256'); the pipeline cannot be verified")
+    if not isinstance(mods, list) or not all(isinstance(x, str) for x in mods):
+        raise IntegrityError(f"{meta_path}: 'modalities' is not a list of names")
+    for mod in mods:
+        if mod in ("", ".", "..") or "/" in mod or "\\" in mod:
+            raise IntegrityError(f"{meta_path}: modality name {mod!r} is not a plain name")
+    read = ["model/config.json", "model/model.safetensors"]
+    read += [f"adapters/{m}/{f}" for m in mods for f in ("adapter.json", "adapter.safetensors")]
+    present = [str(p.relative_to(d)) for sub in ("model", "adapters") if (d / sub).is_dir()
+               for p in sorted((d / sub).rglob("*")) if p.is_file()]
+    unlisted = [r for r in [*read, *present] if r not in sums]
+    if unlisted:
+        raise IntegrityError(f"{d / unlisted[0]}: not covered by the checksum list of {meta_path} "
+                             "(files were added or pipeline.json was edited)")
+    check_sealed_json(dict(meta), PIPELINE_JSON_SHA256, meta_path)
+    for rel, digest in sums.items():
+        rel_path = Path(str(rel))
+        if rel_path.is_absolute() or ".." in rel_path.parts:
+            raise IntegrityError(f"{meta_path}: checksum entry {str(rel)!r} is not a path inside the pipeline")
+        verify_file(d / rel_path, str(digest), what="pipeline")
+
+
 def build_model(
     mcfg: ModelConfig, adapters: Mapping[str, Adapter], cohort: Cohort, train_ids: Sequence[str], *, task: str,
 ) -> MultimodalModel:
@@ -223,6 +262,8 @@ class Pipeline:
         members: list[MultimodalModel] = []
         results: list[FitResult] = []
         wide_theta: torch.Tensor | None = None
+        wide_baseline: torch.Tensor | None = None
+        wide_offsets: dict[str, float] | None = None  # cross-fitted linear terms the trunk trains against
         for k in range(max(1, int(model_config.ensemble))):
             s = member_seed(seed, k)
             if k:  # member 0 continues the RNG stream seeded above (an ensemble of one = the single model)
@@ -231,13 +272,19 @@ class Pipeline:
             model = build_model(model_config, fitted, cohort, train_ids, task=task)
             if model_config.wide_init == "cox" and model.wide is not None and model.survival_head is not None:
                 if wide_theta is None:  # fitted once, shared by every ensemble member
-                    wide_theta = fit_wide_cox(model, cohort, fitted, list(train_ids), seed=seed)
-                start_from_wide(model, wide_theta)
-            train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=s)
+                    # on the inner-training patients only: the inner-validation patients stay unseen by every part
+                    # of the model, so the selection rule compares the start and each epoch on equal terms
+                    start_ids = list(train_ids)
+                    wide_theta = fit_wide_cox(model, cohort, fitted, start_ids, seed=seed)
+                    wide_baseline = fit_start_baseline(model, cohort, fitted, start_ids, wide_theta)
+                    wide_offsets = cross_fitted_offsets(model, cohort, fitted, start_ids, seed=seed)
+                start_from_wide(model, wide_theta, wide_baseline)
+            train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=s, offsets=wide_offsets)
             member_dir = None if out_dir is None else (Path(out_dir) / f"member_{k}" if k else out_dir)
             results.append(fit_model(
                 model, train_ds, val_ds, training, seed=s, out_dir=member_dir, accelerator=accelerator,
                 num_classes=max(cohort.response_classes, 2), time_unit=cohort.time_unit,
+                select_start=wide_theta is not None,
             ))
             members.append(model)
         result = results[0]
@@ -352,7 +399,7 @@ class Pipeline:
                 a.save(tmp / "adapters" / m)
             files = sorted(p for p in tmp.rglob("*") if p.is_file())
             sums = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
-            write_json_atomic(tmp / "pipeline.json", {
+            write_pipeline_json(tmp, {
                 "format": ENSEMBLE_PIPELINE_FORMAT if ensemble else PIPELINE_FORMAT,
                 **({"ensemble_members": self.model.num_members} if ensemble else {}),
                 "package_version": __version__,
@@ -387,19 +434,7 @@ class Pipeline:
             raise InputError(f"pipeline format {found!r} is {what}; precision-multimodal {__version__} reads "
                              f"format {supported_text}", file=d / "pipeline.json", field="format", hint=hint)
         if verify:
-            sums = meta.get("sha256") or {}
-            needed = ["model/config.json", "model/model.safetensors"] + [
-                f"adapters/{m}/{f}" for m in meta.get("modalities", []) for f in ("adapter.json", "adapter.safetensors")
-            ]
-            unlisted = [r for r in needed if r not in sums]
-            if unlisted:
-                raise IntegrityError(f"{d}/pipeline.json: no checksum recorded for {unlisted[:3]} (file list tampered?)")
-            for rel, digest in sums.items():
-                p = d / rel
-                if not p.is_file():
-                    raise IntegrityError(f"{p}: missing (pipeline incomplete)")
-                if sha256_file(p) != digest:
-                    raise IntegrityError(f"{p}: checksum mismatch (file truncated or modified)")
+            verify_pipeline_files(d, meta)
         from multimodal.explain.reference import check_reference
 
         metadata = meta.get("metadata", {})

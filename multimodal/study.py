@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time as _time
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,35 +36,37 @@ from multimodal.cohorts.cohort import Cohort, Fold
 from multimodal.config import to_dict
 from multimodal.errors import ConfigError, InputError
 from multimodal.experiment import ExperimentConfig, load_cohort, make_adapters
-from multimodal.io import atomic_path, write_json_atomic, write_text_atomic
+from multimodal.io import CHECKSUMS, atomic_path, write_checksums, write_json_atomic, write_text_atomic
 from multimodal.pipeline import Pipeline
+from multimodal.run_folder import LOCK_NAME, fold_digest, fold_record, has_content, reusable_fold, run_lock
+from multimodal.study_intervals import (
+    CALIBRATION_KEYS,
+    IBS_SURV_PREFIX,
+    METRIC_RANGES,
+    RESPONSE_KEYS,
+    SURVIVAL_KEYS,
+    FoldBootstrap,
+    FoldContext,
+    _bootstrap_keys,
+    _intervals_text,
+    _summary_keys,
+    compare_methods,
+    main_metric,
+    paired_difference,
+    percentile_ci,
+)
+from multimodal.study_summary import _fmt, comparison_text, method_ci, summary_markdown
+from multimodal.survival_grid import breslow_survival_on_grid, discrete_survival_on_grid
+
+#: Names that moved to their own modules (multimodal.study_intervals / study_summary / survival_grid) and are still
+#: importable from here.
+__all__ = ["CALIBRATION_KEYS", "IBS_SURV_PREFIX", "METRIC_RANGES", "RESPONSE_KEYS", "SURVIVAL_KEYS", "FoldBootstrap",
+           "FoldContext", "MethodResult", "Study", "breslow_survival_on_grid", "compare_methods", "comparison_text",
+           "discrete_survival_on_grid", "main_metric", "method_ci", "paired_difference", "percentile_ci",
+           "summary_markdown", "true_risk_table"]
 
 log = logging.getLogger(__name__)
 
-SURVIVAL_KEYS = ("c_index", "c_index_uno", "td_auc", "ibs")
-RESPONSE_KEYS = ("auroc", "auprc", "brier", "calibration_slope")
-
-
-# ---- survival curves on a grid --------------------------------------------------------------------------------------
-def discrete_survival_on_grid(surv_bins: np.ndarray, edges: Sequence[float], t_max: float, grid: np.ndarray) -> np.ndarray:
-    """Piecewise-linear S(t) through (0, 1), (edge_1, S_0), ..., (t_max, S_{K-1}) evaluated on ``grid``."""
-    knots = np.concatenate([[0.0], np.asarray(edges, float), [max(t_max, (edges[-1] if len(edges) else 0) + 1e-6)]])
-    vals = np.concatenate([np.ones((surv_bins.shape[0], 1)), surv_bins], axis=1)
-    return np.stack([np.interp(grid, knots, v) for v in vals])
-
-
-def breslow_survival_on_grid(train_risk: np.ndarray, train_time: np.ndarray, train_event: np.ndarray,
-                             risk: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """S(t|x) = S0(t)^exp(risk) with the Breslow baseline estimated on the training fold."""
-    order = np.argsort(train_time)
-    t, e, r = train_time[order], train_event[order], np.exp(train_risk[order] - train_risk.max())
-    at_risk = np.cumsum(r[::-1])[::-1]
-    uniq = np.unique(t[e])
-    h0 = np.array([e[t == u].sum() / at_risk[np.searchsorted(t, u)] for u in uniq])
-    cum = np.concatenate([[0.0], np.cumsum(h0)])
-    idx = np.searchsorted(uniq, grid, side="right")
-    base = cum[idx]
-    return np.exp(-np.outer(np.exp(risk - train_risk.max()), base))
 
 
 # ---- the study ------------------------------------------------------------------------------------------------------
@@ -101,7 +104,16 @@ class Study:
         """Load the cohort and make the folds, writing nothing: a bad config, manifest or split file fails here, before
         :meth:`run` touches the run folder. The folds are kept for :meth:`run`."""
         if self._folds is None:
+            from multimodal.tracking import check_tracker
+
+            check_tracker(self.config.training.log_with)
             folds = self.folds()
+            if self.cohort.manifest_path is not None:
+                # the rules of `multimodal validate` (every slide read, every value checked finite): a bad file fails
+                # here, before the run folder is touched, not inside fold 0 after hours of training
+                from multimodal.cohorts.validate import validate_manifest
+
+                validate_manifest(self.cohort.manifest_path).raise_if_invalid()
             self._check_events(folds)
             self._check_drop_modality()
             self._folds = folds
@@ -176,10 +188,14 @@ class Study:
         inner_tr, inner_val = validation_split(train, self._stratify_labels(train), cfg.training.val_fraction,
                                                cfg.seed + fold.index)
         adapters = make_adapters(cfg, modalities)
-        pipe, fit = Pipeline.fit(
-            c, inner_tr, val_ids=inner_val, adapters=adapters, model_config=cfg.model, training=cfg.training,
-            task=cfg.task, seed=cfg.seed + fold.index, out_dir=None, attribution_reference=False,
-        )
+        from multimodal.tracking import tracking_run
+
+        with tracking_run(f"fold_{fold.index}/{name}", getattr(self, "_log_dir", None)):  # training.log_with runs
+            pipe, fit = Pipeline.fit(  # checkpoints (per epoch, per ensemble member) under the fold's work folder
+                c, inner_tr, val_ids=inner_val, adapters=adapters, model_config=cfg.model, training=cfg.training,
+                task=cfg.task, seed=cfg.seed + fold.index, out_dir=None if fold_dir is None else fold_dir / name,
+                attribution_reference=False,
+            )
         pred = pipe.predict(c, test, batch_size=cfg.training.eval_batch_size)
         train_pred = pipe.predict(c, inner_tr, batch_size=cfg.training.eval_batch_size) if pipe.model.config.survival == "cox" else None
         extra = {"member_best_epochs": [r.best_epoch for r in fit.members]} if fit.members else {}
@@ -222,22 +238,25 @@ class Study:
         fold on its training patients and cached) and selects its modalities (``*_clinical``: clinical only); one
         that needs the cohort itself (``attention_mil``: the raw patches) is fitted through its ``fit_cohort``.
         """
-        from multimodal.baselines import create_baseline
+        from multimodal.baselines import baseline_task, create_baseline
 
         c = self.cohort
         train, test = self._eligible(fold.train), self._eligible(fold.val)
         model = create_baseline(name)
         pooled, x_tr, x_te = self._pooled_features(fold, train, test, self._baseline_modalities(name))
         self._check_baseline_modalities(name, model, x_tr)
+        task = baseline_task(name, self.config.task)
+        if task == "response" and self.config.task == "both":  # a response baseline of a survival + response study
+            known = c.patients.loc[train, "response"].notna().to_numpy()
+            train, x_tr = [p for p, k in zip(train, known, strict=True) if k], x_tr[known]
         if hasattr(model, "fit_cohort"):
-            task = "response" if self.config.task == "response" else "survival"
             model.fit_cohort(c, train, task=task, pooled=pooled, table=x_tr)
-            return self._baseline_result(name, model, model.inputs(c, test, table=x_te), test)
-        if self.config.task == "response":
+            return self._baseline_result(name, model, model.inputs(c, test, table=x_te), test, task)
+        if task == "response":
             model.fit(x_tr, c.patients.loc[train, "response"].astype(int).to_numpy())
         else:
             model.fit(x_tr, *c.survival_arrays(train))
-        return self._baseline_result(name, model, x_te, test)
+        return self._baseline_result(name, model, x_te, test, task)
 
     def _baseline_modalities(self, name: str | None = None) -> tuple[str, ...]:
         """The cohort modalities the baselines see: those the experiment enables (what our model sees; all of the
@@ -280,11 +299,14 @@ class Study:
             raise InputError(f"baseline {name!r} needs modality {list(wanted)}, which the study's data lack (they "
                              f"have {have})", file=self.config_file, field="evaluation.baselines")
 
-    def _baseline_result(self, name: str, model: Any, x_te: Any, test: Sequence[str]) -> MethodResult:
-        if self.config.task == "response":
+    def _baseline_result(self, name: str, model: Any, x_te: Any, test: Sequence[str], task: str) -> MethodResult:
+        if task == "response":
             prob = model.predict_proba(x_te)
             prob = prob[:, 1] if np.ndim(prob) == 2 else prob
-            return MethodResult(name, pd.DataFrame({"patient_id": test, "risk": prob, "response_prob": prob}), {})
+            frame = {"patient_id": test, "response_prob": prob}
+            if self.config.task == "response":  # risk = P(response) ranks patients in a response study only
+                frame = {"patient_id": test, "risk": prob, "response_prob": prob}
+            return MethodResult(name, pd.DataFrame(frame), {})
         return MethodResult(name, pd.DataFrame({"patient_id": test, "risk": model.predict_risk(x_te)}),
                             {"_model": model, "_x_test": x_te})
 
@@ -301,6 +323,8 @@ class Study:
         if self.config.task == "response":
             y = c.patients.loc[ids, "response"].astype(int).to_numpy()
             return response_metrics(y, res.predictions["response_prob"].to_numpy(float))
+        if "risk" not in res.predictions.columns:  # a response baseline of a `both` study: its response metrics only
+            return self._both_response_metrics(res, ids)
         train = self._eligible(fold.train)
         tr_t, tr_e = c.survival_arrays(train)
         t, e = c.survival_arrays(ids)
@@ -326,16 +350,23 @@ class Study:
                 except Exception as exc:  # calibration is descriptive; never fail a study on it
                     m["calibration"] = {"error": str(exc)}
         if self.config.task == "both" and "response_prob" in res.predictions.columns:
-            # survival + response: the response metrics of the patients whose response is known; the response's
-            # calibration slope / ICI as response_calibration_slope / response_ici (the plain keys are survival's)
-            r = c.patients.loc[ids, "response"]
-            known = r.notna().to_numpy()
-            y = r[known].astype(int).to_numpy()
-            if known.any() and len(np.unique(y)) == 2:
-                rm = response_metrics(y, res.predictions["response_prob"].to_numpy(float)[known])
-                rm.update({f"response_{k}": rm.pop(k) for k in CALIBRATION_KEYS})
-                m.update(rm)
+            m.update(self._both_response_metrics(res, ids))
         return m
+
+    def _both_response_metrics(self, res: MethodResult, ids: Sequence[str]) -> dict[str, Any]:
+        """Survival + response study: the response metrics of the patients whose response is known (none when it has
+        one class there); the response's calibration slope / ICI as ``response_calibration_slope`` /
+        ``response_ici`` (the plain keys are survival's)."""
+        from multimodal.metrics import response_metrics
+
+        r = self.cohort.patients.loc[list(ids), "response"]
+        known = r.notna().to_numpy()
+        y = r[known].astype(int).to_numpy()
+        if not known.any() or len(np.unique(y)) != 2:
+            return {}
+        rm = response_metrics(y, res.predictions["response_prob"].to_numpy(float)[known])
+        rm.update({f"response_{k}": rm.pop(k) for k in CALIBRATION_KEYS})
+        return rm
 
     def _survival_grid(self, res: MethodResult, grid: np.ndarray, tr_t: np.ndarray, tr_e: np.ndarray) -> np.ndarray | None:
         if len(grid) == 0:
@@ -365,12 +396,24 @@ class Study:
         if cfg.evaluation.ablations and len(mods) > 1:
             for m in mods:
                 out.append((f"multimodal_{m}", lambda f, d, m=m: self._fit_ours(f"multimodal_{m}", f, [m], d)))
-        for b in cfg.evaluation.baselines:
+        from multimodal.baselines import study_baselines
+
+        for b in study_baselines(cfg.evaluation.baselines, cfg.task):
             out.append((b, lambda f, d, b=b: self._fit_baseline(b, f)))
         return out
 
     # -- the run
     def run(self, out_dir: str | Path, *, overwrite: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Run (or resume) the study into ``out_dir``, holding the folder's lock (a second run on it fails at once;
+        :mod:`multimodal.run_folder`). Finished folds are reused only when made from this config and these inputs.
+
+        Returns the summary (``summary.json``) as a :class:`~multimodal.study_frame.StudyResult`: the dict, with
+        ``.to_frame()`` (one row per method × fold × metric) and ``.summary_frame()`` (mean, std, 95 % CI)."""
+        with run_lock(out_dir):
+            return self._run_locked(out_dir, overwrite=overwrite, progress=progress)
+
+    def _run_locked(self, out_dir: str | Path, *, overwrite: bool = False,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Run (or resume) the study into ``out_dir``.
 
         Everything that can reject the input (the folder's state, the cohort, the folds, the inputs' fingerprints,
@@ -389,12 +432,13 @@ class Study:
             if (out / "config.yaml").read_text() != cfg_yaml and not overwrite:
                 raise InputError("run directory holds a run of a different config", file=out,
                                  hint="choose a new --out, or pass --overwrite")
-        elif out.exists() and any(out.iterdir()) and not overwrite:
+        elif has_content(out) and not overwrite:
             raise InputError("output exists and is not a run directory", file=out, hint="choose a new --out or --overwrite")
         folds = self.check_inputs()
         record = run_record(self.config, self.cohort)
         oracle = self._oracle()
-        done = {f.index for f in folds if all(p.is_file() for p in _fold_files(out, f))}
+        digests = {f.index: fold_digest(cfg_yaml, record["inputs"], f.train, f.val) for f in folds}
+        done = {f.index for f in folds if reusable_fold(out, f.index, digests[f.index], overwrite=overwrite)}
         state = PartialState()
         state.wait_for_everyone()  # every process has read the folder before the main process writes to it
         writes = state.is_main_process
@@ -402,9 +446,12 @@ class Study:
             (out / "folds").mkdir(parents=True, exist_ok=True)
             write_text_atomic(out / "config.yaml", cfg_yaml)
             write_json_atomic(out / "run.json", record)
+            (out / CHECKSUMS).unlink(missing_ok=True)  # sealed again when finished
         all_preds: list[pd.DataFrame] = []
         per_method: dict[str, list[dict[str, Any]]] = {}
         t0 = _time.perf_counter()
+        self._log_dir = out / "logs"  # training.log_with: tensorboard / mlflow runs
+        say(self._opening_line(folds, done))
         for fold in folds:
             fpath, ppath = _fold_files(out, fold)
             if fold.index in done:
@@ -412,11 +459,19 @@ class Study:
                 rec = json.loads(fpath.read_text())
                 preds = pd.read_parquet(ppath)
             else:
-                rec, preds = self._run_fold(fold, out, say)
+                work = _work_dir(out, fold, digests[fold.index], clean=writes)
+                state.wait_for_everyone()
+                rec, preds = self._run_fold(fold, work, say)
                 if writes:
                     with atomic_path(ppath) as tmp:
                         preds.to_parquet(tmp, index=False)
-                    write_json_atomic(fpath, rec)
+                    write_json_atomic(fpath, fold_record(rec, digests[fold.index], ppath))
+                    shutil.rmtree(work.parent, ignore_errors=True)  # the fold is saved: its checkpoints are not needed
+                left = len([f for f in folds if f.index > fold.index and f.index not in done])
+                if left:
+                    spent = _time.perf_counter() - t0
+                    computed = len([f for f in folds if f.index <= fold.index and f.index not in done])
+                    say(f"fold {fold.index} done; about {_duration(spent / computed * left)} left for {left} fold(s)")
             all_preds.append(preds)
             for name, m in rec["methods"].items():
                 per_method.setdefault(name, []).append({"fold": fold.index, **m})
@@ -429,20 +484,41 @@ class Study:
         if writes:
             write_json_atomic(out / "summary.json", summary)
             write_text_atomic(out / "summary.md", summary_markdown(summary))
+            write_checksums(out, exclude=(LOCK_NAME,))  # last: the seal of a finished run
         state.wait_for_everyone()  # the outputs exist for every process on return
-        return summary
+        from multimodal.study_frame import StudyResult
 
-    def _run_fold(self, fold: Fold, out: Path, say: Callable[[str], None]) -> tuple[dict[str, Any], pd.DataFrame]:
+        return StudyResult(summary)
+
+    def _opening_line(self, folds: Sequence[Fold], done: set[int]) -> str:
+        """The first line of a run: cohort, patients, folds, the models to train and a rough time estimate."""
+        cfg, c = self.config, self.cohort
+        todo = [f for f in folds if f.index not in done]
+        names = [n for n, _ in self.methods()]
+        ours = [n for n in names if n.startswith("multimodal")]
+        k = max(1, int(cfg.model.ensemble))
+        trainings = len(todo) * len(ours) * k
+        n_train = int(np.mean([len(self._eligible(f.train)) for f in folds])) if folds else 0
+        estimate = _rough_seconds(trainings, n_train, cfg.training.epochs, len(cfg.adapters.enabled()))
+        reuse = f" ({len(done)} already done)" if done else ""
+        return (f"cv {c.name!r}: {len(c.patient_ids)} patients, {len(folds)} folds{reuse}; per fold {len(ours)} "
+                f"model(s) of ours x {k} ensemble member(s) (up to {cfg.training.epochs} epochs each) and "
+                f"{len(names) - len(ours)} baseline(s): {trainings} trainings to go, roughly "
+                f"{_duration(estimate)} (the estimate is refined after each fold)")
+
+    def _run_fold(self, fold: Fold, work: Path | None, say: Callable[[str], None]) -> tuple[dict[str, Any], pd.DataFrame]:
+        """Fit, predict and score every method on ``fold``; our models checkpoint under ``work`` (a re-run resumes
+        them per ensemble member and epoch)."""
         c = self.cohort
         rec: dict[str, Any] = {"fold": fold.index, "n_train": len(fold.train), "n_test": len(fold.val), "methods": {}}
         frames = []
         for name, fn in self.methods():
             t0 = _time.perf_counter()
-            res = fn(fold, out / "folds")
+            res = fn(fold, work)
             metrics = self._score(res, fold)
             extras = {k: v for k, v in res.metrics.items() if not k.startswith("_")}
             rec["methods"][name] = {**metrics, **extras, "seconds": _time.perf_counter() - t0}
-            key = "auroc" if self.config.task == "response" else "c_index"
+            key = "auroc" if self.config.task == "response" or "risk" not in res.predictions.columns else "c_index"
             say(f"fold {fold.index}  {name:<24} {key} {_fmt(metrics.get(key))}  ({_time.perf_counter() - t0:.1f}s)")
             p = res.predictions.copy()
             p.insert(0, "method", name)
@@ -523,8 +599,10 @@ class Study:
         averaged = f", weights averaged over it and the next {t.average_epochs - 1} epochs" if t.average_epochs > 1 else ""
         k = self.config.model.ensemble
         ensemble = f"; a deep ensemble of {k} trainings (seeds fold seed + 1000 k), each selected alike" if k > 1 else ""
+        from multimodal.training import selection_metric
+
         return (f"inner validation ({t.val_fraction:.0%} of each training fold, stratified); best epoch by "
-                f"{t.select_metric}, patience {t.patience}{averaged}{ensemble}; the reporting fold is never used for "
+                f"{selection_metric(t.select_metric, self.config.task)}, patience {t.patience}{averaged}{ensemble}; the reporting fold is never used for "
                 "selection")
 
     def _protocol(self) -> dict[str, Any]:
@@ -557,6 +635,40 @@ def _without_patients(src: Any, hidden: set[str]) -> Any:
     raise TypeError(f"cannot hide patients from a {type(src).__name__}")
 
 
+def _work_dir(out: Path, fold: Fold, digest: str, *, clean: bool) -> Path:
+    """``out/folds/fold_<k>.partial/<digest>``: where an unfinished fold's models checkpoint. Work of another digest
+    (another config or other inputs) is removed (``clean``: the main process), never resumed."""
+    parent = out / "folds" / f"fold_{fold.index}.partial"
+    work = parent / digest[:16]
+    if clean and parent.is_dir():
+        for p in parent.iterdir():
+            if p != work:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return work
+
+
+#: The opening line's time estimate per training: a fixed part (adapters, inner validation, prediction) and a part per
+#: training patient x epoch (the maximum) x modality. Rough, for 2 CPU cores: set so that `make demo` (75 cross-validation
+#: trainings of 160 patients, up to 40 epochs, 4 modalities; the whole demo took about 11 minutes, README) comes out
+#: at about 13 minutes and the tiny studies of tests/ux at a few seconds per training.
+_SECONDS_PER_TRAINING = 1.5
+_SECONDS_PER_PATIENT_EPOCH_MODALITY = 0.00034
+
+
+def _rough_seconds(trainings: int, n_train: int, epochs: int, modalities: int) -> float:
+    per = _SECONDS_PER_TRAINING + n_train * epochs * max(1, modalities) * _SECONDS_PER_PATIENT_EPOCH_MODALITY
+    return trainings * per
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _fold_files(out: Path, fold: Fold) -> tuple[Path, Path]:
     """(metrics JSON, predictions parquet) of a finished fold in run folder ``out``."""
     return out / "folds" / f"fold_{fold.index}.json", out / "folds" / f"fold_{fold.index}.parquet"
@@ -575,304 +687,6 @@ def _grid(tr_t: np.ndarray, t: np.ndarray, e: np.ndarray) -> np.ndarray:
     if hi <= lo:
         return np.array([])
     return np.linspace(lo, hi, 20)
-
-
-#: The calibration metrics: survival's at the calibration horizon, or the response's (task `response`).
-CALIBRATION_KEYS = ("calibration_slope", "ici")
-#: Natural range of a summary metric; confidence intervals are clipped to it (absent = unbounded).
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "c_index": (0.0, 1.0), "c_index_uno": (0.0, 1.0), "td_auc": (0.0, 1.0), "ibs": (0.0, 1.0), "auroc": (0.0, 1.0),
-    "auprc": (0.0, 1.0), "brier": (0.0, 1.0), "ici": (0.0, 1.0), "response_ici": (0.0, 1.0),
-}
-#: Prediction columns of ``S(t | x)`` on the IBS grid (written by :meth:`Study._score`).
-IBS_SURV_PREFIX = "ibs_surv_"
-#: Metrics whose IPCW computation (scikit-survival) is slow: bootstrapped with at most this many resamples (the first
-#: ones of the shared resamples); the count is stated in the summary's ``protocol.intervals``.
-IPCW_KEYS = ("c_index_uno", "td_auc", "ibs")
-IPCW_BOOTSTRAP = 50
-#: Prediction columns each bootstrapped metric family needs.
-_BOOT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "risk": ("time", "event", "risk"),
-    "ibs": ("time", "event"),  # and the ibs_surv_<j> columns
-    "survival_calibration": ("time", "event", "event_prob_at_horizon", "calibration_horizon"),
-    "response": ("response", "response_prob"),
-}
-
-
-@dataclass(frozen=True)
-class FoldContext:
-    """What a fold's metrics need besides its predictions: the training fold's time / event (IPCW censoring estimate of
-    Uno's c-index, td-AUC and IBS) and the evaluation times of the fold's own metrics, kept fixed in every resample
-    (``horizons`` of the td-AUC, default: chosen per resample; ``grid`` of the IBS)."""
-
-    train_time: np.ndarray | None = None
-    train_event: np.ndarray | None = None
-    horizons: Sequence[float] | None = None
-    grid: Sequence[float] | None = None
-
-
-class FoldBootstrap:
-    """Patient resamples drawn within each fold of ``preds`` (``fold``, ``patient_id`` columns), the same for every
-    method and metric: the fold's patients are drawn with replacement ``n_boot`` times (seeded), and a method's rows
-    are looked up by patient id, so two methods' resampled metrics are paired."""
-
-    def __init__(self, preds: pd.DataFrame, n_boot: int, seed: int, *, task: str | None = None) -> None:
-        self.n_boot, self.task = int(n_boot), task
-        self._cache: dict[tuple[str, str, bool], np.ndarray] = {}
-        rng = np.random.default_rng(seed)
-        self.patients: dict[Any, pd.Index] = {}
-        self.index: dict[Any, np.ndarray] = {}
-        for fold, g in preds.groupby("fold", sort=True):
-            ids = pd.Index(sorted(pd.unique(g["patient_id"]), key=str))
-            self.patients[fold] = ids
-            self.index[fold] = rng.integers(0, len(ids), (self.n_boot, len(ids)))
-
-    def n_resamples(self, key: str) -> int:
-        return min(self.n_boot, IPCW_BOOTSTRAP) if key in IPCW_KEYS else self.n_boot
-
-    def values(self, sub: pd.DataFrame, key: str, contexts: dict[Any, FoldContext] | None = None, *,
-               point: bool = False, name: str | None = None) -> np.ndarray:
-        """``(resamples, folds)`` metric ``key`` of one method's predictions ``sub`` on each resample of each fold (NaN
-        where undefined, or where ``sub`` lacks the metric's columns); ``point``: one row, the folds as they are.
-        ``name``: the method's name, under which the values are kept for later calls."""
-        if name is not None and (name, key, point) in self._cache:
-            return self._cache[name, key, point]
-        out = self._values(sub, key, contexts, point)
-        if name is not None:
-            self._cache[name, key, point] = out
-        return out
-
-    def _values(self, sub: pd.DataFrame, key: str, contexts: dict[Any, FoldContext] | None,
-                point: bool) -> np.ndarray:
-        from multimodal.errors import InputError
-        from multimodal.metrics import UndefinedMetricError
-
-        folds = list(self.index)
-        n = 1 if point else self.n_resamples(key)
-        out = np.full((n, len(folds)), np.nan)
-        metric = _boot_metric(key, self.task)
-        if metric is None or sub.empty:
-            return out
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for j, fold in enumerate(folds):
-                cols = _aligned_columns(sub[sub["fold"] == fold], self.patients[fold], key, self.task)
-                if cols is None:
-                    continue
-                ok = cols.pop("_ok")
-                if not ok.any():  # e.g. a survival baseline's response metrics
-                    continue
-                ctx = (contexts or {}).get(fold)
-                rows = np.arange(len(ok))[None] if point else self.index[fold][:n]
-                for b, idx in enumerate(rows):
-                    idx = idx[ok[idx]]
-                    try:
-                        out[b, j] = metric({c: a[idx] for c, a in cols.items()}, ctx)
-                    except (UndefinedMetricError, InputError, ValueError, ZeroDivisionError):
-                        continue
-        out[~np.isfinite(out)] = np.nan
-        return out
-
-    def ci(self, sub: pd.DataFrame, key: str, contexts: dict[Any, FoldContext] | None = None, *,
-           name: str | None = None) -> list[float | None]:
-        """Percentile 95 % CI of the mean over folds of ``key`` (:func:`percentile_ci`)."""
-        if not self.n_boot:
-            return [None, None]
-        return percentile_ci(_fold_means(self.values(sub, key, contexts, name=name)), key)
-
-
-def _fold_means(vals: np.ndarray) -> np.ndarray:
-    """Per resample (row), the mean of the folds where the metric is defined; resamples defined in no fold dropped."""
-    ok = np.isfinite(vals)
-    keep = ok.any(axis=1)
-    return np.nansum(vals[keep], axis=1) / ok[keep].sum(axis=1)
-
-
-def _paired_diffs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per resample, mean over the folds where both are defined of ``a - b`` (same resamples for both)."""
-    both = np.isfinite(a) & np.isfinite(b)
-    keep = both.any(axis=1)
-    d = np.where(both, a - b, 0.0)[keep]
-    return d.sum(axis=1) / both[keep].sum(axis=1)
-
-
-def percentile_ci(values: np.ndarray, key: str | None = None, *, width: float | None = None) -> list[float | None]:
-    """The 2.5 % and 97.5 % quantiles of bootstrap ``values``, clipped to the metric's range (:data:`METRIC_RANGES`) or
-    to ``[-width, width]``; ``[None, None]`` without values."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return [None, None]
-    lo, hi = (float(q) for q in np.quantile(v, [0.025, 0.975]))
-    if width is not None:
-        return [float(np.clip(lo, -width, width)), float(np.clip(hi, -width, width))]
-    return _bounded(key, [lo, hi]) if key else [lo, hi]
-
-
-def _fold_bootstrap(sub: pd.DataFrame, key: str, n_boot: int, seed: int, *, task: str | None = None,
-                    contexts: dict[Any, FoldContext] | None = None) -> list[float | None]:
-    """Percentile 95 % CI of the mean over folds of metric ``key`` of one method's predictions ``sub``: each resample
-    draws patients with replacement within every fold (:class:`FoldBootstrap`); bounded to the metric's range
-    (:data:`METRIC_RANGES`). ``contexts`` ({fold: :class:`FoldContext`}) gives the IPCW metrics their training fold.
-    ``[None, None]`` when the predictions lack the metric's columns (runs resumed from folds written before the metric
-    existed) or no resample is defined."""
-    return FoldBootstrap(sub, n_boot, seed, task=task).ci(sub, key, contexts)
-
-
-def main_metric(task: str | None) -> str:
-    """The metric that ranks methods: c-index (survival studies), AUROC (response)."""
-    return _summary_keys(task)[0]
-
-
-def compare_methods(preds: pd.DataFrame, means: dict[str, dict[str, Any]], boot: FoldBootstrap, *,
-                    ours: str = "multimodal", contexts: dict[str, dict[Any, FoldContext]] | None = None,
-                    ) -> dict[str, Any] | None:
-    """Our model against the baselines (methods not named ``multimodal*``) on the main metric: the best baseline by
-    mean over folds (``means``: {method: {metric: mean}}), and the paired difference ours − baseline against it and
-    against every baseline (``vs``), each with a 95 % bootstrap CI over patients (:func:`paired_difference`). None
-    when the study has no baseline or no ``ours``."""
-    key = main_metric(boot.task)
-    base = {n: m.get(key) for n, m in means.items() if not n.startswith("multimodal")}
-    ranked = sorted(((v, n) for n, v in base.items() if v is not None), key=lambda x: -x[0])
-    if ours not in means or not ranked:
-        return None
-    vs = {n: paired_difference(preds, ours, n, key, boot, contexts=contexts) for n in base}
-    best = ranked[0][1]
-    return {"metric": key, "method": ours, "best_baseline": best, **vs[best], "n_boot": boot.n_resamples(key),
-            "vs": vs}
-
-
-def paired_difference(preds: pd.DataFrame, a: str, b: str, key: str, boot: FoldBootstrap, *,
-                      contexts: dict[str, dict[Any, FoldContext]] | None = None) -> dict[str, Any]:
-    """``{"diff", "ci95"}``: mean over folds of metric ``key`` of method ``a`` minus that of method ``b`` (rows of
-    ``preds`` by ``method``; the folds where both are defined), with the percentile 95 % CI of the same difference
-    over ``boot``'s resamples (the same patients drawn for both methods). ``contexts``: {method: {fold: context}}."""
-    contexts = contexts or {}
-
-    def vals(name: str, point: bool) -> np.ndarray:
-        return boot.values(preds[preds["method"] == name], key, contexts.get(name), point=point, name=name)
-
-    point = _paired_diffs(vals(a, True), vals(b, True))
-    diff = float(point[0]) if point.size else None
-    if not boot.n_boot:
-        return {"diff": diff, "ci95": [None, None]}
-    lo_hi = METRIC_RANGES.get(key)
-    d = _paired_diffs(vals(a, False), vals(b, False))
-    return {"diff": diff, "ci95": percentile_ci(d, width=(lo_hi[1] - lo_hi[0]) if lo_hi else None)}
-
-
-def _summary_keys(task: str | None) -> tuple[str, ...]:
-    """The summary's metric keys: :func:`_keys` plus the calibration slope and ICI (both also the response's in task
-    `both`)."""
-    keys = _keys(task)
-    extra = CALIBRATION_KEYS
-    if task == "both":
-        extra = (*CALIBRATION_KEYS, *(f"response_{k}" for k in CALIBRATION_KEYS))
-    return keys + tuple(k for k in extra if k not in keys)
-
-
-def _bootstrap_keys(task: str | None) -> tuple[str, ...]:
-    """Keys whose CI is also written as ``<key>_bootstrap`` (their name before every CI was a bootstrap): the main
-    metric and the calibration."""
-    keys = _summary_keys(task)
-    return (keys[0], *(k for k in keys if k.endswith(CALIBRATION_KEYS)))
-
-
-def _boot_family(key: str, task: str | None) -> str:
-    if key in ("auroc", "auprc", "brier") or key.startswith("response_") or task == "response":
-        return "response"
-    if key == "ibs":
-        return "ibs"
-    return "survival_calibration" if key in CALIBRATION_KEYS else "risk"
-
-
-def _aligned_columns(g: pd.DataFrame, ids: pd.Index, key: str, task: str | None) -> dict[str, np.ndarray] | None:
-    """The columns metric ``key`` needs of one method's fold rows ``g``, as arrays in the order of the fold's patients
-    ``ids`` (``surv``: the IBS grid columns as a matrix), and ``_ok``: the patients with every column defined; None
-    when ``g`` lacks a column."""
-    family = _boot_family(key, task)
-    names = list(_BOOT_COLUMNS[family])
-    surv_cols = sorted((c for c in g.columns if str(c).startswith(IBS_SURV_PREFIX)),
-                       key=lambda c: int(str(c)[len(IBS_SURV_PREFIX):]))
-    if not set(names) <= set(g.columns) or (family == "ibs" and not surv_cols):
-        return None
-    pos = ids.get_indexer(g["patient_id"])
-    g, pos = g[pos >= 0], pos[pos >= 0]
-    n = len(ids)
-    cols: dict[str, np.ndarray] = {}
-    for c in names:
-        a = np.full(n, np.nan)
-        a[pos] = pd.to_numeric(g[c], errors="coerce").to_numpy(float)
-        cols[c] = a
-    if family == "ibs":
-        s = np.full((n, len(surv_cols)), np.nan)
-        s[pos] = g[surv_cols].to_numpy(float)
-        cols["surv"] = s
-    ok = np.ones(n, bool)
-    for a in cols.values():
-        ok &= np.isfinite(a) if a.ndim == 1 else np.isfinite(a).all(axis=1)
-    cols["_ok"] = ok
-    return cols
-
-
-def _boot_metric(key: str, task: str | None) -> Callable[[dict[str, np.ndarray], FoldContext | None], float] | None:
-    """``metric(columns of one resampled fold, the fold's context)`` of a summary key, or None."""
-    from multimodal import metrics as mx
-
-    def surv(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return c["time"], c["event"].astype(bool)
-
-    def resp(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return c["response"].astype(int), c["response_prob"]
-
-    def train(ctx: FoldContext | None) -> tuple[np.ndarray, np.ndarray]:
-        if ctx is None or ctx.train_time is None or ctx.train_event is None:
-            raise mx.UndefinedMetricError("no training fold for the IPCW censoring estimate")
-        return ctx.train_time, ctx.train_event
-
-    def s_h(c: dict[str, np.ndarray]) -> np.ndarray:
-        return 1.0 - c["event_prob_at_horizon"]
-
-    def ibs(c: dict[str, np.ndarray], ctx: FoldContext | None) -> float:
-        if ctx is None or ctx.grid is None:
-            raise mx.UndefinedMetricError("no IBS grid")
-        return mx.integrated_brier(*train(ctx), *surv(c), c["surv"], ctx.grid)
-
-    def td_auc(c: dict[str, np.ndarray], ctx: FoldContext | None) -> float:
-        return mx.td_auc(*train(ctx), *surv(c), c["risk"], ctx.horizons if ctx else None)["mean_auc"]
-
-    family = _boot_family(key, task)
-    if family == "response":
-        fn = {"auroc": mx.auroc, "auprc": mx.auprc, "brier": mx.brier, "calibration_slope": mx.calibration_slope,
-              "ici": mx.response_ici}.get(key.removeprefix("response_"))
-        return None if fn is None else (lambda c, ctx: fn(*resp(c)))
-    fns: dict[str, Callable[[dict[str, np.ndarray], FoldContext | None], float]] = {
-        "c_index": lambda c, ctx: mx.harrell_c(*surv(c), c["risk"]),
-        "c_index_uno": lambda c, ctx: mx.uno_c(*train(ctx), *surv(c), c["risk"]),
-        "td_auc": td_auc,
-        "ibs": ibs,
-        "calibration_slope": lambda c, ctx: mx.survival_calibration_slope(*surv(c), s_h(c)),
-        "ici": lambda c, ctx: mx.survival_ici(*surv(c), s_h(c), float(c["calibration_horizon"][0])),
-    }
-    return fns.get(key)
-
-
-def _bounded(key: str, ci: list[float | None] | None) -> list[float | None] | None:
-    lo_hi = METRIC_RANGES.get(key)
-    if lo_hi is None or ci is None or ci[0] is None or ci[1] is None:
-        return ci
-    return [float(np.clip(ci[0], *lo_hi)), float(np.clip(ci[1], *lo_hi))]
-
-
-def _intervals_text(task: str | None, n_boot: int) -> str:
-    if not n_boot:
-        return "no confidence intervals (evaluation.bootstrap 0)"
-    slow = [k for k in _summary_keys(task) if k in IPCW_KEYS]
-    fewer = f" ({', '.join(slow)}: {min(n_boot, IPCW_BOOTSTRAP)}, the first of the same resamples)" \
-        if slow and n_boot > IPCW_BOOTSTRAP else ""
-    return (f"95% CIs are percentile bootstraps over patients: {n_boot} resamples{fewer}, patients drawn with "
-            "replacement within each reporting fold and the fold metrics averaged, clipped to the metric's range; "
-            "the same resamples for every method, so comparison differences are paired")
 
 
 def _survival_calibration(pred: pd.DataFrame, time: np.ndarray, event: np.ndarray, surv_at_h: np.ndarray,
@@ -901,78 +715,3 @@ def _calibration_text(task: str | None) -> str:
             "risk)")
     text = resp if task == "response" else surv + ("; response_*: " + resp if task == "both" else "")
     return text
-
-
-def _fmt(v: Any) -> str:
-    return "  n/a" if v is None else f"{float(v):.3f}"
-
-
-def _keys(task: str | None) -> tuple[str, ...]:
-    """Summary metrics of a task (the first one gets the bootstrap CI)."""
-    if task == "response":
-        return RESPONSE_KEYS
-    return SURVIVAL_KEYS + (("auroc", "auprc") if task == "both" else ())
-
-
-def _ci_text(ci: list[float | None] | None) -> str:
-    return "n/a" if not ci or ci[0] is None else f"{ci[0]:.3f}–{ci[1]:.3f}"
-
-
-def method_ci(m: dict[str, Any], key: str) -> list[float | None] | None:
-    """A method's 95 % CI of ``key``: ``<key>_bootstrap`` where there is one (the same as the plain key, except in
-    summaries written while the plain key held a t-interval over folds), else the plain key."""
-    ci95 = m.get("ci95") or {}
-    boot = ci95.get(f"{key}_bootstrap")
-    return boot if boot is not None else ci95.get(key)
-
-
-def _cell(m: dict[str, Any], key: str) -> str:
-    """The mean over folds with its 95 % CI in brackets."""
-    text = _fmt(m["mean"].get(key)).strip()
-    ci = method_ci(m, key)
-    if ci and ci[0] is not None:
-        text += f" ({_ci_text(ci)})"
-    return text
-
-
-def _signed(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:+.3f}"
-
-
-def comparison_text(comparison: dict[str, Any] | None) -> str:
-    """One line: our model minus the best baseline (and minus every other baseline) with the paired CIs; "" without
-    a comparison."""
-    if not comparison:
-        return ""
-
-    def one(d: dict[str, Any]) -> str:
-        ci = d.get("ci95") or [None, None]
-        ci_s = "n/a" if ci[0] is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
-        return f"{_signed(d.get('diff'))} (95% CI {ci_s})"
-
-    best, key = comparison["best_baseline"], comparison["metric"]
-    others = [f"{n} {one(d)}" for n, d in comparison.get("vs", {}).items() if n != best]
-    line = (f"Paired difference in {key}, {comparison['method']} − {best} (best baseline by mean {key}): "
-            f"{one(comparison)}")
-    if others:
-        line += "; vs " + ", ".join(others)
-    return line + " (bootstrap over patients within folds, the same resamples for both methods)."
-
-
-def summary_markdown(summary: dict[str, Any]) -> str:
-    keys = _summary_keys(summary.get("task"))
-    main = keys[0]
-    lines = [f"# {summary.get('cohort')}: {summary.get('task')} ({summary.get('n_folds')} folds)", "",
-             "Mean over folds (95% CI: bootstrap over patients within folds).", "",
-             "| method | " + " | ".join(keys) + f" | 95% CI ({main}, bootstrap) |",
-             "|---|" + "---|" * (len(keys) + 1)]
-    for name, m in summary["methods"].items():
-        cells = [_fmt(m["mean"].get(main)).strip(), *(_cell(m, k) for k in keys[1:])]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {_ci_text(method_ci(m, main))} |")
-    if summary.get("oracle"):
-        lines.append(f"| oracle (true risk) | {_fmt(summary['oracle']['c_index']).strip()} |" + " |" * len(keys))
-    comparison = comparison_text(summary.get("comparison"))
-    if comparison:
-        lines += ["", comparison]
-    lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in summary.get("protocol", {}).items())]
-    return "\n".join(lines) + "\n"

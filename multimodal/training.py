@@ -4,7 +4,11 @@ Accelerate owns device, precision, gradient accumulation and processes. Checkpoi
 every ``checkpoint_every`` optimizer steps and at each epoch end, together with ``progress.json``; a killed run
 resumed with the same config continues from the last checkpoint (skipping the batches already seen in that epoch)
 and ends with the same result as an uninterrupted run. Model selection uses only the inner validation split, with a
-declared rule: the epoch with the best inner-validation c-index (ties → earlier), patience ``patience``.
+declared rule: the epoch with the best inner-validation c-index (ties → earlier), patience ``patience``. When the
+model starts as a fitted model (``model.wide_init: cox``: the closed-form elastic-net Cox start of
+:mod:`multimodal.wide_init`), that start is scored on the inner validation patients before the first epoch and is a
+candidate of the same rule (recorded as epoch ``-1``): training must beat the linear model it starts from on patients
+it never saw, or the start is kept.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from multimodal.data import BucketBatchSampler, Collator, PatientDataset
+from multimodal.errors import ConfigError
 from multimodal.io import verify_checksums, write_checksums, write_json_atomic
 from multimodal.model import MultimodalModel
+from multimodal.tracking import epoch_metrics, start_tracker
 
 log = logging.getLogger(__name__)
 AVERAGE_FILE = "weight_average.safetensors"  # in the checkpoint folder: the running weight sum
@@ -52,8 +58,9 @@ class TrainingConfig:
             the reporting fold is never used. 0 = no inner validation: all `epochs` run and the last is kept
             (`patience` and `select_metric` unused; the pipeline then has no reference cohort for percentiles).
         patience: epochs without improvement of `select_metric` before stopping.
-        select_metric: epoch-selection rule on the inner validation: `c_index` (Harrell), `loss` (the training
-            loss on the inner validation patients; smoother on small cohorts), `auroc`.
+        select_metric: epoch-selection rule on the inner validation: `auto` (`auroc` for a model without a survival
+            head, i.e. `task: response`; `c_index` otherwise), `c_index` (Harrell), `loss` (the training loss on the
+            inner validation patients; smoother on small cohorts), `auroc`.
         average_epochs: the model kept is the average of the weights of the selected epoch and of the next
             `average_epochs` − 1 epochs (fewer if training ends sooner), as in stochastic weight averaging (Izmailov
             et al. 2018): training goes on for `patience` epochs after the selected one anyway, and the average is
@@ -70,7 +77,11 @@ class TrainingConfig:
         num_workers: DataLoader worker processes.
         bucket_factor: bag-size bucketing: batches are drawn from pools of batch_size × bucket_factor patients
             sorted by token count (less padding).
-        progress: progress bars (main process only).
+        progress: per-epoch progress bars, on the main process and only when stderr is a terminal (so on by default
+            in a shell, silent in logs, pipes and CI); false = never.
+        log_with: experiment tracking through Accelerate's trackers: `none`, `tensorboard` or `mlflow` (per-epoch
+            train loss and inner-validation score of every training, runs named by fold, model and ensemble member;
+            multimodal/tracking.py). Needs the tracker's package installed.
     """
 
     epochs: int = 20
@@ -83,7 +94,7 @@ class TrainingConfig:
     warmup_frac: float = 0.05
     val_fraction: float = 0.15
     patience: int = 5
-    select_metric: Literal["c_index", "loss", "auroc"] = "c_index"
+    select_metric: Literal["auto", "c_index", "loss", "auroc"] = "auto"
     average_epochs: int = 1
     recalibrate: bool = True
     checkpoint_every: int = 0
@@ -91,6 +102,7 @@ class TrainingConfig:
     num_workers: int = 0
     bucket_factor: int = 8
     progress: bool = True
+    log_with: Literal["none", "tensorboard", "mlflow"] = "none"
 
 
 @dataclass
@@ -251,6 +263,39 @@ def _param_groups(model: torch.nn.Module, cfg: TrainingConfig) -> list[dict[str,
     return groups
 
 
+def selection_metric(select_metric: str, task: str) -> str:
+    """The rule ``training.select_metric`` names for a model of ``task`` (``auto``: ``auroc`` for ``response``,
+    ``c_index`` for ``survival`` / ``both``)."""
+    if select_metric != "auto":
+        return select_metric
+    return "auroc" if task == "response" else "c_index"
+
+
+def _check_finite(losses: list[float], net: torch.nn.Module, epoch: int, cfg: TrainingConfig) -> None:
+    """Training that diverged stops here (exit 2 with a hint), before a model of NaN weights can be selected, saved
+    or used to predict: a non-finite training loss in the epoch, or a non-finite weight after it."""
+    bad_loss = next((x for x in losses if not math.isfinite(x)), None)
+    bad_weight = next((n for n, v in net.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()),
+                      None)
+    if bad_loss is None and bad_weight is None:
+        return
+    what = f"the training loss became {bad_loss}" if bad_loss is not None else f"weight {bad_weight!r} became non-finite"
+    raise ConfigError(f"training diverged in epoch {epoch}: {what}", field="training.lr",
+                      hint=f"lower training.lr (now {cfg.lr:g}) or training.max_grad_norm (now {cfg.max_grad_norm:g}); "
+                           "check the inputs for extreme values")
+
+
+def _val_score(model: Any, val_ds: PatientDataset, accelerator: Accelerator, cfg: TrainingConfig, num_classes: int,
+               time_unit: str) -> float:
+    """The selection score on the inner validation patients (higher is better; ``loss`` → minus the loss)."""
+    if cfg.select_metric == "loss":
+        return -_val_loss(model, val_ds, accelerator, cfg, num_classes, time_unit)
+    pred = predict_dataset(model, val_ds, accelerator, batch_size=cfg.eval_batch_size, num_classes=num_classes,
+                           time_unit=time_unit, prepared=True)
+    survival = getattr(getattr(accelerator.unwrap_model(model), "config", None), "survival", "discrete")
+    return _score(pred, val_ds, selection_metric(cfg.select_metric, "response" if survival == "none" else "survival"))
+
+
 def fit_model(
     model: MultimodalModel,
     train_ds: PatientDataset,
@@ -263,14 +308,20 @@ def fit_model(
     num_classes: int = 2,
     time_unit: str = "days",
     on_step: Callable[[int], None] | None = None,
+    select_start: bool = False,
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the weights of the selected epoch.
+
+    ``select_start``: score the model as handed in (a fitted start) on ``val_ds`` before training; it is then a
+    candidate of the selection rule as epoch ``-1`` (ties → the start, the earlier one).
 
     With ``out_dir`` set, checkpoints go to ``out_dir/checkpoint`` and an existing checkpoint is resumed.
     ``on_step(global_step)`` is called after each optimizer step (used by fault-injection tests).
     """
     out = Path(out_dir) if out_dir is not None else None
     accelerator = accelerator or make_accelerator(cfg, out)
+    tracker = start_tracker(cfg.log_with, {"lr": cfg.lr, "batch_size": cfg.batch_size, "seed": seed}) \
+        if accelerator.is_main_process else None
     if out is not None and accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
@@ -331,6 +382,24 @@ def fit_model(
         accelerator.wait_for_everyone()
 
     net = accelerator.unwrap_model(model)
+
+    def select() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """The current weights become the selected ones (saved; the weight average restarts from them)."""
+        state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        if best_path is not None and accelerator.is_main_process:
+            _save_weights(net, best_path)
+        if cfg.average_epochs > 1:
+            progress["averaged"] = 1
+            return state, {k: v.double() for k, v in state.items() if v.is_floating_point()}
+        return state, avg_sum
+
+    fresh = resumed is None and progress["epoch"] == 0 and not progress["history"]
+    if select_start and fresh and val_ds is not None and len(val_ds):
+        score = _val_score(model, val_ds, accelerator, cfg, num_classes, time_unit)
+        progress["history"].append({"epoch": -1, "val_score": score})
+        if not math.isnan(score):
+            progress["best_score"], progress["best_epoch"] = score, -1
+            best_state, avg_sum = select()
     while not progress["done"] and progress["epoch"] < cfg.epochs:
         epoch = progress["epoch"]
         sampler.set_epoch(epoch)
@@ -343,7 +412,9 @@ def fit_model(
         if hasattr(it, "set_epoch"):
             it.set_epoch(epoch)
         losses: list[float] = []
-        bar = tqdm(it, disable=not (cfg.progress and accelerator.is_main_process), desc=f"epoch {epoch}", leave=False)
+        # progress on: a bar when stderr is a terminal (tqdm's disable=None), nothing in logs and pipes
+        bar = tqdm(it, disable=None if (cfg.progress and accelerator.is_main_process) else True, desc=f"epoch {epoch}",
+                   leave=False)
         for batch in bar:
             with accelerator.accumulate(model):
                 output = model(batch)
@@ -364,27 +435,20 @@ def fit_model(
                     checkpoint()
         # ---- end of epoch: inner validation and the declared selection rule
         rec: dict[str, float] = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan")}
+        _check_finite(losses, net, epoch, cfg)
         if val_ds is not None and len(val_ds):
+            score = _val_score(model, val_ds, accelerator, cfg, num_classes, time_unit)
             if cfg.select_metric == "loss":
-                vl = _val_loss(model, val_ds, accelerator, cfg, num_classes, time_unit)
-                rec["val_loss"] = vl
-                score = -vl
-            else:
-                pred = predict_dataset(model, val_ds, accelerator, batch_size=cfg.eval_batch_size,
-                                       num_classes=num_classes, time_unit=time_unit, prepared=True)
-                score = _score(pred, val_ds, cfg.select_metric)
+                rec["val_loss"] = -score
             rec["val_score"] = score
         else:
             score = float(epoch)  # no validation: the last epoch is selected
         progress["history"].append(rec)
+        if tracker is not None:
+            tracker.log(epoch_metrics(rec), step=epoch)
         if not math.isnan(score) and score > progress["best_score"]:
             progress["best_score"], progress["best_epoch"], progress["bad_epochs"] = score, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            if best_path is not None and accelerator.is_main_process:
-                _save_weights(net, best_path)
-            if cfg.average_epochs > 1:
-                avg_sum = {k: v.double() for k, v in best_state.items() if v.is_floating_point()}
-                progress["averaged"] = 1
+            best_state, avg_sum = select()
         else:
             if avg_sum is not None and progress["averaged"] < cfg.average_epochs:
                 for k, v in net.state_dict().items():
@@ -404,5 +468,7 @@ def fit_model(
             best_state = {k: (avg_sum[k] / averaged).to(v.dtype) if k in avg_sum else v for k, v in best_state.items()}
         net.load_state_dict(best_state)
     accelerator.wait_for_everyone()
+    if tracker is not None:
+        tracker.finish()
     return FitResult(progress["best_epoch"], progress["best_score"], progress["history"], resumed,
                      accelerator.num_processes, type(model).__name__, averaged_epochs=averaged)

@@ -245,6 +245,8 @@ class Batch:
         patient_ids: one id per row.
         survival / response: targets, when known.
         treatment: (B,) int arm index, or None when the study has no arms.
+        offset: (B,) float, a per-patient log-hazard term that replaces the model's wide path *in training only*
+            (cross-fitted stacking, :mod:`multimodal.wide_init`); None otherwise.
     """
 
     streams: Mapping[str, TokenStream]
@@ -252,6 +254,7 @@ class Batch:
     survival: SurvivalTarget | None = None
     response: ResponseTarget | None = None
     treatment: Tensor | None = None
+    offset: Tensor | None = None
 
     def __post_init__(self) -> None:
         b = len(self.patient_ids)
@@ -268,6 +271,8 @@ class Batch:
             _fail("Batch", "response", f"batch size {b}", self.response.label.shape[0])
         if self.treatment is not None:
             _check_tensor("Batch", "treatment", self.treatment, ndim=1, kind="int", shape_prefix=(b,))
+        if self.offset is not None:
+            _check_tensor("Batch", "offset", self.offset, ndim=1, kind="float", shape_prefix=(b,))
 
     @property
     def batch_size(self) -> int:
@@ -280,6 +285,7 @@ class Batch:
             survival=None if self.survival is None else self.survival.to(device),
             response=None if self.response is None else self.response.to(device),
             treatment=None if self.treatment is None else self.treatment.to(device),
+            offset=None if self.offset is None else self.offset.to(device),
         )
 
     def select(self, index: Sequence[int]) -> Batch:
@@ -290,6 +296,7 @@ class Batch:
             survival=None if self.survival is None else self.survival.select(idx),
             response=None if self.response is None else self.response.select(idx),
             treatment=None if self.treatment is None else self.treatment[torch.as_tensor(idx)],
+            offset=None if self.offset is None else self.offset[torch.as_tensor(idx)],
         )
 
     def present(self, modality: str) -> Tensor:

@@ -7,6 +7,15 @@ only) is fitted on it; its coefficients, mapped back from the standardized scale
 which are then frozen. The survival head's last layer starts at zero, so the model begins exactly as that linear model
 and the fusion trunk learns what it leaves (with early stopping on the inner validation patients, as always). This is
 stacking inside one model: predictions, checkpoints and explanations are those of the model's own forward.
+
+A discrete-time head also gets its per-bin baseline logits fitted (:func:`fit_start_baseline`: the head's own loss,
+minimized over the K baseline logits with the linear term as a fixed offset), so the start is a complete survival
+model — its loss and curves are those of the fitted linear model, and the selection rule can compare it with every
+trained epoch (:func:`multimodal.training.fit_model`, ``select_start``).
+
+The trunk trains against *cross-fitted* linear terms (:func:`cross_fitted_offsets`: each training patient's term from
+a fit without that patient, passed as ``Batch.offset`` and used in place of the wide path in training only); at
+inference the wide path is the full fit on every training patient of the fold (inner validation included).
 """
 
 from __future__ import annotations
@@ -21,10 +30,15 @@ from multimodal.adapters.base import Adapter
 from multimodal.baselines import create_baseline
 from multimodal.cohorts.cohort import Cohort
 from multimodal.data import PatientDataset, collate_patients
+from multimodal.model.heads import DiscreteSurvivalHead
+from multimodal.model.losses import discrete_time_nll, discretize_times
 from multimodal.model.modeling import MultimodalModel
 from multimodal.model.wide import load_flat_weights, wide_design
 
-__all__ = ["fit_wide_cox", "start_from_wide"]
+#: Folds of the cross-fitting that gives each training patient its out-of-fold linear term (:func:`cross_fitted_offsets`).
+CROSS_FIT_FOLDS = 5
+
+__all__ = ["CROSS_FIT_FOLDS", "cross_fitted_offsets", "fit_start_baseline", "fit_wide_cox", "start_from_wide"]
 
 
 @torch.no_grad()
@@ -43,14 +57,8 @@ def _design(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapt
     return np.concatenate(rows).astype(np.float64)
 
 
-def fit_wide_cox(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapter], train_ids: Sequence[str],
-                 *, seed: int = 0, batch_size: int = 16) -> torch.Tensor:
-    """Flat wide-path weights (the column order of :func:`wide_design`) of an elastic-net Cox model fitted on the
-    training patients' wide-path inputs; the penalty is chosen by inner CV on those patients only."""
-    if model.wide is None:
-        raise ValueError("fit_wide_cox: the model has no wide path (model.wide: true)")
-    x = _design(model, cohort, adapters, list(train_ids), batch_size)
-    time, event = cohort.survival_arrays(list(train_ids))
+def _fit_theta(x: np.ndarray, time: np.ndarray, event: np.ndarray, seed: int) -> np.ndarray:
+    """Coefficients on the raw scale of the design columns of an elastic-net Cox fit (inner-CV penalty)."""
     cols = [f"wide:{j}" for j in range(x.shape[1])]
     cox = create_baseline("coxnet", clip=None, seed=seed, modalities=None)
     cox.fit(pd.DataFrame(x, columns=cols), time, event)
@@ -65,14 +73,79 @@ def fit_wide_cox(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, 
         std = np.asarray(prep.std_)
     theta = np.zeros(x.shape[1])
     theta[kept] = coef / std
-    return torch.from_numpy(theta).float()
+    return theta
 
 
-def start_from_wide(model: MultimodalModel, theta: torch.Tensor) -> None:
-    """Load ``theta`` into the wide path and freeze it; zero the survival head's last layer (deep part starts at 0)."""
+def fit_wide_cox(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapter], train_ids: Sequence[str],
+                 *, seed: int = 0, batch_size: int = 16) -> torch.Tensor:
+    """Flat wide-path weights (the column order of :func:`wide_design`) of an elastic-net Cox model fitted on the
+    training patients' wide-path inputs; the penalty is chosen by inner CV on those patients only."""
+    if model.wide is None:
+        raise ValueError("fit_wide_cox: the model has no wide path (model.wide: true)")
+    x = _design(model, cohort, adapters, list(train_ids), batch_size)
+    time, event = cohort.survival_arrays(list(train_ids))
+    return torch.from_numpy(_fit_theta(x, time, event, seed)).float()
+
+
+def cross_fitted_offsets(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapter], ids: Sequence[str],
+                         *, seed: int = 0, folds: int = CROSS_FIT_FOLDS, batch_size: int = 16) -> dict[str, float]:
+    """Each patient's linear term from an elastic-net Cox model fitted without that patient (``folds``-fold
+    cross-fitting, stratified by event, seeded): the offsets the trunk trains against (stacking, Wolpert 1992;
+    van der Laan et al. 2007, "Super Learner"). In-sample, the full fit's term explains the training patients better
+    than it will explain new ones, which leaves the trunk too little to learn."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if model.wide is None:
+        raise ValueError("cross_fitted_offsets: the model has no wide path (model.wide: true)")
+    ids = list(ids)
+    x = _design(model, cohort, adapters, ids, batch_size)
+    time, event = cohort.survival_arrays(ids)
+    out = np.zeros(len(ids))
+    counts = [int(np.sum(event)), int(np.sum(~event.astype(bool)))]
+    k = max(2, min([folds] + [c for c in counts if c > 0]))
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, event.astype(int)):
+        out[te] = x[te] @ _fit_theta(x[tr], time[tr], event[tr], seed)
+    return dict(zip(ids, out.tolist(), strict=True))
+
+
+def fit_start_baseline(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapter],
+                       ids: Sequence[str], theta: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor | None:
+    """The per-bin baseline logits of a proportional discrete-time head that minimize its own loss over ``ids`` with
+    the linear term ``design @ theta`` as a fixed offset (None for a head without a baseline, e.g. Cox)."""
+    head = model.survival_head
+    if not isinstance(head, DiscreteSurvivalHead) or not head.prop:
+        return None
+    x = _design(model, cohort, adapters, list(ids), batch_size)
+    offset = torch.from_numpy(x @ theta.double().numpy())
+    time, event = cohort.survival_arrays(list(ids))
+    # binned exactly as the head's loss bins its (float32) targets: times on a bin edge fall on the same side
+    bins = discretize_times(torch.as_tensor(time, dtype=torch.float32), head.edges.float())
+    ev = torch.as_tensor(event, dtype=torch.bool)
+    b = torch.zeros(head.baseline.numel(), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([b], lr=1.0, max_iter=200, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = discrete_time_nll(b.unsqueeze(0) + offset.unsqueeze(1), bins, ev, alpha=head.alpha)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    out = b.detach().float()
+    if not torch.isfinite(out).all():  # a bin without events or patients at risk: keep the head's own start
+        return None
+    return out
+
+
+def start_from_wide(model: MultimodalModel, theta: torch.Tensor, baseline: torch.Tensor | None = None) -> None:
+    """Load ``theta`` into the wide path and freeze it; zero the survival head's last layer (deep part starts at 0);
+    set the discrete-time head's baseline logits to ``baseline`` when given (:func:`fit_start_baseline`)."""
     if model.wide is None or model.survival_head is None:
         raise ValueError("start_from_wide: the model needs a wide path and a survival head")
     load_flat_weights(model.wide, theta)
+    if baseline is not None:
+        with torch.no_grad():
+            model.survival_head.baseline.copy_(baseline)
     for p in model.wide.parameters():
         p.requires_grad_(False)
     last = [m for m in model.survival_head.modules() if isinstance(m, torch.nn.Linear)][-1]

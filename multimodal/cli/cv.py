@@ -13,14 +13,15 @@ EXAMPLE = """example:
   multimodal cv configs/tcga_blca.yaml --out runs/tcga_blca --set data.root=../shared/data
   multimodal cv configs/tcga_response_blca.yaml --out runs/response_blca --set data.root=../shared/data
   multimodal cv runs/tcga/blca/config.yaml --out runs/blca_lr --set training.lr=0.001   (a run's own config)
-  (re-running the same command resumes: finished folds are kept; --overwrite starts over)"""
+  (re-running the same command resumes: finished folds are kept when made from the same config and inputs;
+   --overwrite starts over; one run at a time per --out folder)"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cv", help="cross-validated study: our model vs baselines on the same folds",
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
-    p.add_argument("--out", type=Path, required=True, help="run directory (predictions.parquet, summary.json, ...)")
+    p.add_argument("--out", type=Path, required=True, help="run directory (predictions.parquet, summary.json, ...; locked while the run goes on)")
     add_common(p)
     p.set_defaults(func=run)
 

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -28,7 +29,7 @@ EPILOG = """example (from the repository root; outputs under runs/):
 Run 'multimodal COMMAND --help' for each command's options and examples; docs/quickstart.md for a walk-through.
 Exit codes: 0 ok, 1 failure, 2 bad input or usage."""
 
-COMMANDS = ("synth", "validate", "train", "cv", "predict", "explain", "report", "cohort_report", "env")
+COMMANDS = ("synth", "validate", "convert", "train", "cv", "predict", "explain", "report", "cohort_report", "env")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    for cmd in sub.choices.values():
+        _plain_help(cmd)
+        if "--debug" not in cmd._option_string_actions:  # every command takes --debug (main() reads it from argv)
+            cmd.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return parser
+
+
+_RST_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj|exc|ref|doc):`~?([^`]+)`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """``text`` without reStructuredText markup (roles, double backquotes), as a terminal shows it."""
+    if not text:
+        return text
+    return _RST_ROLE.sub(r"\1", text).replace("``", "'")
+
+
+def _plain_help(p: argparse.ArgumentParser) -> None:
+    """Strip RST markup from a command's description, epilog and option help (they are often module docstrings)."""
+    p.description, p.epilog = plain_text(p.description), plain_text(p.epilog)
+    for action in p._actions:
+        if isinstance(action.help, str):
+            action.help = plain_text(action.help)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     _configure_logging(debug)
-    for noisy in ("numexpr", "weasyprint", "fontTools", "PIL"):
+    for noisy in ("numexpr", "weasyprint", "fontTools", "PIL", "h5py", "numcodecs", "matplotlib", "numba", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = build_parser()
     try:

@@ -32,7 +32,12 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.out, folder=True)  # before training, not after
     if args.validation is not None:
         read_study_summary(args.validation)  # checked before training, not after
-    pipe_dir = train_pipeline(args.config, args.out, overrides=args.overrides, overwrite=args.overwrite, progress=echo)
+    from multimodal.tracking import tracking_run
+
+    logs = args.out.with_name(f"{args.out.name}_logs")  # training.log_with runs (not inside the pipeline folder)
+    with tracking_run("train", logs):
+        pipe_dir = train_pipeline(args.config, args.out, overrides=args.overrides, overwrite=args.overwrite,
+                                  progress=echo)
     if args.validation is not None:
         attach_validation(pipe_dir, args.validation)
         echo(f"validation attached from {args.validation}")

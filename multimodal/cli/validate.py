@@ -18,6 +18,8 @@ example:
 Given an experiment config, validate checks the cohort manifest it names (data.manifest).
 --for-scoring checks a cohort of patients to score (predict / explain / report): the outcome columns (time, event /
 censorship, response) may then be absent or empty; every other check is the same. Training and cv need them.
+validate reads every file with the readers the model commands use (every slide patch included), so what it accepts,
+train / cv / predict / explain / report accept, and what they refuse, it reports.
 Each problem is printed on one line: file, patient, field, message (hint).
 Exit codes: 0 valid (warnings allowed), 2 invalid.
 """

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-RISK_RESULT_VERSION = 1
+RISK_RESULT_VERSION = 2
+#: Versions :meth:`RiskResult.from_dict` reads (version 1 lacks the key-findings fields, which then keep defaults).
+READABLE_VERSIONS = (1, 2)
 
 INTENDED_USE = (
     "Research use only. Estimates survival risk and treatment-response probability from pathology slide embeddings, "
@@ -46,6 +48,12 @@ class RiskResult:
     intended_use: str = INTENDED_USE
     caveats: list[str] = field(default_factory=lambda: list(CAVEATS))
     limitations: list[str] = field(default_factory=list)
+    report_date: str | None = None  # UTC date the result was computed
+    n_reference: int = 0  # inner-validation patients behind the percentile / risk group
+    risk_group_rule: str | None = None  # how the risk group was formed, in words
+    validation_status: dict[str, Any] = field(default_factory=dict)  # validated, chance, metric, mean, ci, text
+    endpoint: str | None = None  # the endpoint in words
+    response_difference: dict[str, Any] | None = None  # arms [b, a], difference P(b) - P(a), lower, upper
     schema_version: int = RISK_RESULT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,8 +65,8 @@ class RiskResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RiskResult:
         version = d.get("schema_version")
-        if version != RISK_RESULT_VERSION:
-            msg = f"RiskResult.schema_version: expected {RISK_RESULT_VERSION}, got {version!r}"
+        if version not in READABLE_VERSIONS:
+            msg = f"RiskResult.schema_version: expected one of {READABLE_VERSIONS}, got {version!r}"
             raise ValueError(msg)
         return cls(**d)
 

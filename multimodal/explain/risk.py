@@ -21,6 +21,18 @@ from multimodal.explain.reference import centered, explain_target, read_referenc
 from multimodal.explain.result import RiskResult
 from multimodal.model import MultimodalEnsemble
 from multimodal.model.fusion import CrossAttention, SelfAttention
+from multimodal.report.clinical_terms import code_descriptions, event_rows
+from multimodal.report.key_findings import (
+    clinical_header,
+    cohort_average,
+    endpoint_text,
+    horizons_in_years,
+    risk_group_rule,
+    units_per_year,
+    validation_status,
+    years_text,
+)
+from multimodal.report.privacy import scrub, slide_label
 
 if TYPE_CHECKING:
     from multimodal.cohorts.cohort import Cohort
@@ -49,6 +61,17 @@ def performance_limitations(validation: dict[str, Any] | None) -> list[str]:
             out.append(f"In cross-validation the {what} were not distinguishable from chance ({metric} 95% CI "
                        f"{float(ci[0]):.2f}–{float(ci[1]):.2f}); do not base decisions on them.")
     return out
+
+
+def survival_knots(edges: list[float], follow_up: float | None) -> tuple[list[float], int]:
+    """The times of the survival curve (0, each bin's end) and how many bin values it keeps. Bin k ends at edge k;
+    the last (open) bin ends at the last training follow-up (``follow_up``, where the study reads it too) when that
+    lies past the last edge, otherwise the curve stops at the last edge: no time is invented."""
+    if not edges:
+        return ([0.0, float(follow_up)], 1) if follow_up else ([0.0], 0)
+    if follow_up is not None and float(follow_up) > edges[-1]:
+        return [0.0, *map(float, edges), float(follow_up)], len(edges) + 1
+    return [0.0, *map(float, edges)], len(edges)
 
 
 def _mc_dropout(model: nn.Module, on: bool) -> None:
@@ -127,31 +150,40 @@ def explain_patient(
     at_h: list[dict[str, Any]] = []
     cfg = model.config
     if out.survival is not None:
-        edges = list(cfg.bin_edges or [])
         s = recalibrate_survival(out.survival[0].numpy()[None], recalibration)[0]
         band = recalibrate_survival(np.stack([o.survival[0].numpy() for o in mc]), recalibration) if mc else s[None]
-        t_end = edges + [edges[-1] * 1.5 if edges else 1.0]
-        times = [0.0, *t_end]
+        times, keep = survival_knots(list(cfg.bin_edges or []), meta.get("max_train_time"))
+        s, band = s[:keep], band[:, :keep]
         survival = {
             "times": times, "survival": [1.0, *s.tolist()],
             "lower": [1.0, *np.quantile(band, 0.05, axis=0).tolist()],
             "upper": [1.0, *np.quantile(band, 0.95, axis=0).tolist()],
-            "time_unit": time_unit, "note": "S(t) at the end of each discrete-time bin; band = 90% MC-dropout range"
-            + (" over every ensemble member" if isinstance(model, MultimodalEnsemble) else "")
+            "time_unit": time_unit, "follow_up": times[-1],
+            "note": f"S(t) at the end of each discrete-time bin up to the last training follow-up; band = 90% range "
+            f"of {mc_samples} MC-dropout passes"
+            + (" of every ensemble member" if isinstance(model, MultimodalEnsemble) else "")
             + ("; recalibrated on the inner-validation patients" if "survival" in recalibrated_parts(recalibration)
                else ""),
         }
-        hs = horizons or edges[:3]
-        for h in hs:
+        hs = [(h / per_year if (per_year := units_per_year(time_unit)) else None, h) for h in horizons] if horizons \
+            else [(y, t) for y, t in horizons_in_years(time_unit, times[-1])]
+        for years, h in hs:
             def s_at(vals: np.ndarray, h: float = h) -> float:
                 return float(np.interp(h, times, [1.0, *vals.tolist()]))
 
             est = 1 - s_at(s)
             draws = [1 - s_at(b) for b in band]
-            at_h.append({"horizon": float(h), "time_unit": time_unit, "risk": est,
+            at_h.append({"horizon": float(h), "years": years, "label": years_text(h, time_unit),
+                         "time_unit": time_unit, "risk": est, "survival": 1 - est,
                          "lower": float(np.quantile(draws, 0.05)), "upper": float(np.quantile(draws, 0.95))})
+        avg = cohort_average(cohort, [h["horizon"] for h in at_h])
+        if avg is not None:
+            for h, v in zip(at_h, avg["survival"], strict=True):
+                h["cohort_survival"] = v
+            survival["cohort_average"] = avg["method"]
 
     response = []
+    response_difference: dict[str, Any] | None = None
     if out.response_prob_per_arm is not None:
         probs = recalibrate_response(out.response_prob_per_arm[0, :, -1].numpy(), recalibration)
         draws = recalibrate_response(np.stack([o.response_prob_per_arm[0, :, -1].numpy() for o in mc]),
@@ -160,6 +192,11 @@ def explain_patient(
             response.append({"arm": arms[a] if a < len(arms) else str(a), "probability": float(p),
                              "lower": float(np.quantile(draws[:, a], 0.05)),
                              "upper": float(np.quantile(draws[:, a], 0.95))})
+        if len(probs) == 2:  # the difference between the arms, each dropout pass paired with itself
+            d = draws[:, 1] - draws[:, 0]
+            response_difference = {"arms": [response[1]["arm"], response[0]["arm"]],
+                                   "difference": float(probs[1] - probs[0]), "lower": float(np.quantile(d, 0.05)),
+                                   "upper": float(np.quantile(d, 0.95))}
     elif out.response_prob is not None:
         p = float(recalibrate_response(float(out.response_prob[0, -1]), recalibration))
         draws = recalibrate_response(np.array([float(o.response_prob[0, -1]) for o in mc]), recalibration) \
@@ -169,21 +206,31 @@ def explain_patient(
 
     shap = modality_shapley(model, batch, target=target, token_overrides=tokens)
     ig = integrated_gradients(model, batch, target=target, n_steps=n_steps)
-    evidence = _evidence(batch, ig, top_k, reference, target)
+    descriptions = {m: code_descriptions(getattr(src, "root", None)) for m, src in cohort.modalities.items()
+                    if getattr(src, "kind", None) == "meds"}
+    evidence = _evidence(batch, ig, top_k, reference, target, descriptions)
+    for m, ev in evidence.items():
+        if ev.get("kind") == "slots" and m in pipe.adapters:
+            _annotate_genes(ev, pipe.adapters[m], cohort, patient_id, m)
 
     arm_value = cohort.patients.loc[patient_id].get("treatment") if "treatment" in cohort.patients.columns else None
     cutoff = cohort.patients.loc[patient_id].get("prediction_time") if "prediction_time" in cohort.patients.columns else None
     model_hash = meta.get("model_sha256") or _model_hash(model)
     validation = meta.get("validation")
-    return RiskResult(
-        patient={"pseudonym": pseudonym(patient_id, str(meta.get("cohort", ""))),
+    alias = pseudonym(patient_id, str(meta.get("cohort", "")))
+    result = RiskResult(
+        patient={"pseudonym": alias,
                  "data_cutoff": None if cutoff is None or pd.isna(cutoff) else str(pd.Timestamp(cutoff)),
-                 "arm": arms[int(arm_value)] if arm_value is not None and not pd.isna(arm_value) and arms else None},
+                 "arm": arms[int(arm_value)] if arm_value is not None and not pd.isna(arm_value) and arms else None,
+                 "cohort": str(cohort.name), **clinical_header(cohort, patient_id)},
         model={"name": f"precision-multimodal/{meta.get('cohort', 'model')}", "version": __version__,
                "hash": model_hash, "cohort": meta.get("cohort"), "task": meta.get("task"), "time_unit": time_unit,
                "n_train": meta.get("n_train"), "target": target,
                "ensemble_members": int(getattr(model, "num_members", 1)),
-               "recalibrated": recalibrated_parts(recalibration)},
+               "recalibrated": recalibrated_parts(recalibration), "mc_samples": int(mc_samples),
+               "trained_on_this_manifest": _same_manifest(meta, cohort),
+               "trained": (meta.get("provenance") or {}).get("created"),
+               "git_commit": (meta.get("provenance") or {}).get("git_commit")},
         inputs_used=used, inputs_missing=missing, risk_score=risk, percentile=percentile, risk_group=group,
         survival=survival, risks_at_horizons=at_h, response=response,
         modality_contributions={"values": shap["values"], "f_all": shap["f_all"], "f_none": shap["f_none"],
@@ -192,7 +239,41 @@ def explain_patient(
         completeness={"ig_relative_error": ig.completeness_error, "ig_delta": ig.delta},
         limitations=[f"Trained on {meta.get('n_train')} patients of cohort {meta.get('cohort')}.",
                      *performance_limitations(validation)],
+        report_date=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d"),
+        n_reference=int(ref.size), risk_group_rule=risk_group_rule(int(ref.size)),
+        validation_status=validation_status(validation, meta.get("task")),
+        response_difference=response_difference,
+        endpoint=endpoint_text(meta.get("task"), time_unit, str(meta.get("cohort", cohort.name))),
     )
+    # every string the report writes: the raw id, and identifiers that may embed it, become the pseudonym
+    return RiskResult.from_dict(scrub(result.to_dict(), [patient_id, *_identifiers(batch)], alias))
+
+
+def _identifiers(batch: Any) -> list[str]:
+    """Per-patient identifiers the adapters expose (slide ids, sample ids) and their file-name stems."""
+    out: list[str] = []
+    for stream in batch.streams.values():
+        pmeta = (stream.meta.get("per_patient") or [{}])[0]
+        for key in ("slide_ids", "sample_ids", "sample_id", "paths", "files"):
+            vals = pmeta.get(key)
+            vals = [vals] if isinstance(vals, str) else list(vals or [])
+            for v in vals:
+                out += [str(v), str(v).replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]]
+    return [v for v in out if len(v) >= 4]
+
+
+def _same_manifest(meta: dict[str, Any], cohort: Cohort) -> bool | None:
+    """True when the model was trained on the manifest the patient is scored from (the patient was then most
+    likely a training patient), None when unknown."""
+    trained = ((meta.get("experiment") or {}).get("data") or {}).get("manifest")
+    if not trained or cohort.manifest_path is None:
+        return None
+    from pathlib import Path
+
+    try:
+        return Path(str(trained)).resolve() == Path(cohort.manifest_path).resolve()
+    except OSError:
+        return None
 
 
 def _model_hash(model: nn.Module) -> str:
@@ -204,7 +285,7 @@ def _model_hash(model: nn.Module) -> str:
 
 
 def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None = None,
-              target: str = "risk") -> dict[str, Any]:
+              target: str = "risk", descriptions: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """Top evidence per modality; slot tokens (pathways, genes) are read against ``reference``
     (:mod:`multimodal.explain.reference`) where the pipeline has one, keeping the plain value as
     ``attribution_vs_baseline``."""
@@ -220,35 +301,87 @@ def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None 
             mask = stream.mask[0].numpy()
             pos = stream.positions[0].numpy()[mask]
             sidx = stream.slide_index[0].numpy()[mask] if stream.slide_index is not None else np.zeros(len(pos), int)
-            slide_ids = list(pmeta.get("slide_ids", []))
+            n_slides = max(len(pmeta.get("slide_ids", []) or []), int(sidx.max()) + 1 if len(sidx) else 0)
             coords0 = pmeta.get("coords_level0")
             coords0 = np.asarray(coords0) if coords0 is not None else None
             heat = []
             for si in np.unique(sidx):
                 sel = sidx == si
-                heat.append({"slide_id": slide_ids[si] if si < len(slide_ids) else f"slide{si}",
+                heat.append({"slide_id": slide_label(int(si), n_slides),
                              "x": pos[sel, 0].astype(int).tolist(), "y": pos[sel, 1].astype(int).tolist(),
                              "value": np.round(ta.scores[sel], 6).tolist()})
             top = []
             for i in order[:top_k]:
                 si = int(sidx[i])
-                rec = {"slide_id": slide_ids[si] if si < len(slide_ids) else f"slide{si}",
+                rec = {"slide_id": slide_label(si, n_slides),
                        "grid_x": int(pos[i, 0]), "grid_y": int(pos[i, 1]), "attribution": float(ta.scores[i])}
                 if coords0 is not None and len(coords0) == len(pos):
                     rec["x_level0"], rec["y_level0"] = int(coords0[i, 0]), int(coords0[i, 1])
                 top.append(rec)
-            ev[m] = {"kind": "patches", "heatmaps": heat, "top_patches": top, "n_patches": int(len(pos))}
+            ev[m] = {"kind": "patches", "heatmaps": heat, "top_patches": top, "n_patches": int(len(pos)),
+                     **_totals(ta.scores, [t["attribution"] for t in top])}
         elif stream.features is not None:  # slots: pathways / genes with direction
             ev[m] = _slot_evidence(ta, raw, pmeta.get("members"), top_k, what, with_raw=ref is not None)
             if ref is not None:
                 ev[m]["relative_to"] = f"the mean of {int(ref.get('n_patients', 0))} reference patients (inner validation)"
-        else:  # events: codes with value and time before prediction
+        elif any(" @ " in str(n) for n in ta.names):  # EHR events: one row per code, in words
+            top = event_rows(ta.names, ta.scores, (descriptions or {}).get(m, {}), what, top_k)
+            ev[m] = {"kind": "events", "top": top, "grouping": "one row per code: its records' attributions summed",
+                     **_totals(ta.scores, [t["attribution"] for t in top])}
+        else:  # clinical variables
             top = []
             for i in order[:top_k]:
                 top.append({"name": ta.names[i], "attribution": float(ta.scores[i]),
                             "direction": _direction(ta.scores[i], what)})
-            ev[m] = {"kind": "events", "top": top}
+            ev[m] = {"kind": "events", "top": top, **_totals(ta.scores, [t["attribution"] for t in top])}
     return ev
+
+
+#: At most this many cohort patients place a gene value in its cohort (percentile).
+MAX_PERCENTILE_PATIENTS = 5000
+
+
+def _annotate_genes(ev: dict[str, Any], adapter: Any, cohort: Cohort, patient_id: str, modality: str) -> None:
+    """Add the patient's value to each listed gene (``name`` like ``GENE:rna``): for ``mut`` whether the patient
+    carries a mutation (and how often the cohort does), otherwise the standardized value and its percentile among
+    the cohort's patients with this modality. Slot tokens without per-gene members are left as they are."""
+    own_stream = adapter.transform(patient_id)
+    members = (own_stream.meta or {}).get("members")
+    if own_stream.features is None or not members:
+        return
+    own = own_stream.features[0].numpy()
+    index: dict[str, tuple[int, int]] = {}
+    for i, row in enumerate(members):
+        for j, lab in enumerate(row):
+            if lab and j < own.shape[1]:
+                index.setdefault(str(lab), (i, j))
+    ids = [p for p in cohort.patient_ids if cohort.has(modality, p)][:MAX_PERCENTILE_PATIENTS]
+    rows = [f[0].numpy() for f in (adapter.transform(p).features for p in ids) if f is not None]
+    ref = np.stack([r for r in rows if r.shape == own.shape]) if rows else own[None]
+
+    def describe(label: str) -> dict[str, Any]:
+        ij = index.get(label)
+        if ij is None or not (label.endswith((":rna", ":cnv", ":mut", ":meth", ":prot"))):
+            return {}
+        v, col = float(own[ij]), ref[:, ij[0], ij[1]]
+        if label.endswith(":mut"):
+            return {"carried": v > 0, "cohort_frequency": float((col > 0).mean()), "n_cohort": int(len(col))}
+        pct = float(((col < v).mean() + 0.5 * (col == v).mean()) * 100)
+        return {"value_z": v, "percentile": pct, "n_cohort": int(len(col))}
+
+    for rec in ev.get("top", []):
+        rec.update(describe(rec["name"]))
+        for g in rec.get("top_members", []):
+            g.update(describe(g["name"]))
+    for g in ev.get("top_genes", []):
+        g.update(describe(g["name"]))
+
+
+def _totals(scores: np.ndarray, listed: list[float]) -> dict[str, float]:
+    """The modality's total attribution and the part of it its unlisted tokens carry ("other"), so that the listed
+    rows plus "other" add up to the total."""
+    total = float(np.sum(scores))
+    return {"total": total, "other": total - float(np.sum(listed)), "n_tokens": int(len(scores))}
 
 
 def _slot_evidence(ta: Any, raw: Any, members: Any, top_k: int, what: str, *, with_raw: bool) -> dict[str, Any]:
@@ -261,7 +394,8 @@ def _slot_evidence(ta: Any, raw: Any, members: Any, top_k: int, what: str, *, wi
     scores = set_scores(ta.member_scores, members, effects=effects) if gene_level else ta.scores
     raw_scores = set_scores(raw.member_scores, members) if gene_level and with_raw else raw.scores
     top = []
-    for i in np.argsort(-np.abs(scores))[:top_k]:
+    listed = np.argsort(-np.abs(scores))[:top_k]
+    for i in listed:
         rec = {"name": ta.names[i], "attribution": float(scores[i]), "direction": _direction(scores[i], what)}
         if with_raw:
             rec["attribution_vs_baseline"] = float(raw_scores[i])
@@ -273,7 +407,8 @@ def _slot_evidence(ta: Any, raw: Any, members: Any, top_k: int, what: str, *, wi
                 else ta.member_scores[i][: len(labels)]
             rec["top_members"] = [{"name": labels[j], "attribution": float(ms[j])} for j in np.argsort(-np.abs(ms))[:5]]
         top.append(rec)
-    out: dict[str, Any] = {"kind": "slots", "top": top}
+    # totals over the tokens' own attributions (additive; gene-level scores count a gene in every set that holds it)
+    out: dict[str, Any] = {"kind": "slots", "top": top, **_totals(ta.scores, [float(ta.scores[i]) for i in listed])}
     if gene_level:
         out["scoring"] = "gene level: each gene's attribution summed over every gene set that carries it"
         genes = sorted(effects, key=lambda g: -abs(effects[g]))[:top_k]

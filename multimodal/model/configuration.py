@@ -43,6 +43,9 @@ class MultimodalConfig(PreTrainedConfig):
         wide: add the wide path (model/wide.py): a linear log-hazard term on each modality's raw inputs beside the
             fusion trunk (survival heads only).
         wide_l2: L2 penalty on the wide path's weights (added to the training loss).
+        inference_chunk: patches encoded and attended at a time in a forward pass without gradients (prediction)
+            of a bag longer than this: the latents' attention over the bag is accumulated chunk by chunk (online
+            softmax), so memory does not grow with the bag; the same predictions as unchunked. 0 = never chunk.
         wide_lr_mult: the wide path's learning rate as a multiple of the training learning rate (its weights start
             at zero and must reach Cox-sized coefficients within the few epochs early stopping allows).
     """
@@ -76,6 +79,7 @@ class MultimodalConfig(PreTrainedConfig):
     wide: bool = False
     wide_l2: float = 0.0
     wide_lr_mult: float = 1.0
+    inference_chunk: int = 8192
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.streams is None:
@@ -91,6 +95,9 @@ class MultimodalConfig(PreTrainedConfig):
             raise ValueError(msg)
         if self.survival not in ("discrete", "cox", "none"):
             msg = f"MultimodalConfig.survival: expected 'discrete', 'cox' or 'none', got {self.survival!r}"
+            raise ValueError(msg)
+        if self.inference_chunk < 0:
+            msg = f"MultimodalConfig.inference_chunk: expected >= 0 (0 = never chunk), got {self.inference_chunk}"
             raise ValueError(msg)
         if self.cross_queries not in ("latents", "all"):
             msg = f"MultimodalConfig.cross_queries: expected 'latents' or 'all', got {self.cross_queries!r}"

@@ -6,6 +6,7 @@ One forward serves training, prediction and explanation. It takes a :class:`~mul
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -167,7 +168,6 @@ class MultimodalModel(MultimodalPreTrainedModel):
         streams = self.input_streams(batch)
         present = self._modality_keep({m: s.mask.any(dim=1) for m, s in streams.items()})
         compact, compact_mask, patches, patch_mask = [], [], [], []
-        pooled = []
         ones = torch.ones(b, 1, dtype=torch.bool, device=device)
         compact.append(self.cls.expand(b, -1, -1))
         compact_mask.append(ones)
@@ -176,17 +176,29 @@ class MultimodalModel(MultimodalPreTrainedModel):
         for m in self.modalities:
             compact.append(self.missing_tokens[m].expand(b, -1, -1))
             compact_mask.append(~present[m].unsqueeze(1))
+        overrides = token_overrides or {}
+        streamed = self._streamed(streams, overrides, present)
+        means: dict[str, Tensor] = {}  # each modality's mean encoder token (B, d), for the pooled readout
         for m in self.modalities:
             s = streams[m]
-            enc = token_overrides[m] if token_overrides and m in token_overrides else self.encoders[m](s)
-            tok = enc + self.modality_emb[m]
             mask = s.mask & present[m].unsqueeze(1)
+            if streamed is not None and self.specs[m]["kind"] == "patches" and m not in overrides:
+                continue  # encoded chunk by chunk inside the fusion
+            emb = self.modality_emb[m]
+            if m in overrides:
+                enc = overrides[m]
+                tok = enc + emb
+            elif self.specs[m]["kind"] == "patches":
+                # the modality embedding rides on the encoder's norm bias: no extra pass over (B, N, d)
+                tok = self.encoders[m](s, shift=emb)
+                enc = None
+            else:
+                enc = self.encoders[m](s)
+                tok = enc + emb
             if tok.shape[1] != mask.shape[1]:  # slot encoder pads short (all-missing) streams to its slot count
                 mask = torch.nn.functional.pad(mask, (0, tok.shape[1] - mask.shape[1]), value=False)
             if self.pool_proj is not None:
-                mf = mask.unsqueeze(-1).to(enc.dtype)
-                mean = (enc * mf).sum(1) / mf.sum(1).clamp(min=1)
-                pooled.append(self.pool_proj[m](mean) * present[m].unsqueeze(-1).to(enc.dtype))
+                means[m] = _masked_mean(enc, mask) if enc is not None else _masked_mean(tok, mask, minus=emb)
             if self.specs[m]["kind"] == "patches":
                 patches.append(tok)
                 patch_mask.append(mask)
@@ -195,18 +207,37 @@ class MultimodalModel(MultimodalPreTrainedModel):
                 compact_mask.append(mask)
         x = torch.cat(compact, dim=1)
         x_mask = torch.cat(compact_mask, dim=1)
-        if patches:
-            p = torch.cat(patches, dim=1)
-            pm = torch.cat(patch_mask, dim=1)
+        if streamed is not None:
+            streamed.extra = list(zip(patches, patch_mask, strict=True))
+            p, pm = streamed, None
+        elif patches:
+            p = patches[0] if len(patches) == 1 else torch.cat(patches, dim=1)
+            pm = patch_mask[0] if len(patch_mask) == 1 else torch.cat(patch_mask, dim=1)
+            pm = None if bool(pm.all()) else pm  # masks only where bags are padded
         else:
             p = torch.zeros(b, 0, x.shape[-1], device=device, dtype=x.dtype)
-            pm = torch.zeros(b, 0, dtype=torch.bool, device=device)
+            pm = None
         out = self.fusion(x, x_mask, p, pm, n_latent=self.latents.shape[1])
         h = out[:, 0]
-        if pooled:
+        if self.pool_proj is not None:
+            if streamed is not None:
+                means.update(streamed.means())
+            pooled = [self.pool_proj[m](means[m]) * present[m].unsqueeze(-1).to(means[m].dtype)
+                      for m in self.modalities]
             h = h + sum(pooled)
         wide = self.wide(streams, present) if self.wide is not None else None
         return h, present, wide
+
+    def _streamed(self, streams: dict[str, TokenStream], overrides: dict[str, Tensor], present: dict[str, Tensor],
+                  ) -> _PatchChunks | None:
+        """The chunked patch source when inference streams (no gradients, a bag longer than ``inference_chunk``)."""
+        chunk = int(self.config.inference_chunk)
+        if chunk <= 0 or torch.is_grad_enabled():
+            return None
+        parts = [(m, s) for m, s in streams.items() if self.specs[m]["kind"] == "patches" and m not in overrides]
+        if not any(s.num_tokens > chunk for _, s in parts):
+            return None
+        return _PatchChunks(self, [(m, s, s.mask & present[m].unsqueeze(1)) for m, s in parts], chunk)
 
     # ---- heads -------------------------------------------------------------------------------------------------
     def _heads(self, h: Tensor, h_response: Tensor | None = None, arm: Tensor | int | None = None,
@@ -240,6 +271,10 @@ class MultimodalModel(MultimodalPreTrainedModel):
         self, batch: Batch, *, per_arm: bool = False, token_overrides: dict[str, Tensor] | None = None,
     ) -> MultimodalOutput:
         fused, present, wide = self._encode(batch, token_overrides)
+        if self.training and wide is not None and batch.offset is not None:
+            # cross-fitted stacking (multimodal.wide_init): in training the frozen linear term is each patient's
+            # out-of-fold prediction, so the trunk learns what that term leaves on patients it did not see
+            wide = batch.offset.to(device=wide.device, dtype=wide.dtype)
         h, arm = fused, None
         if self.arm_emb is not None:
             arm = batch.treatment if batch.treatment is not None else torch.zeros(
@@ -273,4 +308,77 @@ class MultimodalModel(MultimodalPreTrainedModel):
                 total = total + 0.0 * v.float().sum()
             out.loss = total
             out.losses = losses
+        return out
+
+
+def _masked_mean(t: Tensor, mask: Tensor, minus: Tensor | None = None) -> Tensor:
+    """Mean of ``t`` (B, N, d) over the tokens where ``mask`` (B, N) is True, 0 for a patient without any; ``minus``
+    (d,) is subtracted from the mean of every patient with tokens (the mean of ``t - minus``)."""
+    w = mask.to(t.dtype)
+    cnt = w.sum(1, keepdim=True)
+    if t.shape[1] and bool(mask.all()):  # no padding: a plain mean, whose gradient is a broadcast, not a buffer
+        mean = t.mean(1)
+    else:
+        mean = torch.bmm(w.unsqueeze(1), t).squeeze(1) / cnt.clamp(min=1)
+    return mean if minus is None else mean - minus.reshape(1, -1) * (cnt > 0).to(t.dtype)
+
+
+def _token_slice(s: TokenStream, start: int, stop: int) -> TokenStream:
+    """Tokens ``start:stop`` of a patch stream (views: a memory-mapped bag is read one chunk at a time)."""
+    def cut(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t[:, start:stop]
+
+    return TokenStream(s.modality, s.mask[:, start:stop], features=cut(s.features), positions=cut(s.positions),
+                       slide_index=cut(s.slide_index))
+
+
+class _PatchChunks:
+    """Patch tokens of the patch modalities, encoded ``chunk`` patches at a time whenever the fusion iterates them
+    (streamed inference; a :class:`~multimodal.model.fusion.PatchChunks`). Peak memory holds one chunk's tokens,
+    not the bag's. The first pass also sums each modality's tokens for the pooled readout. ``extra``: (tokens, mask)
+    of patch modalities given whole (token overrides), yielded as they are."""
+
+    def __init__(self, model: MultimodalModel, parts: list[tuple[str, TokenStream, Tensor]], chunk: int) -> None:
+        self.model, self.chunk, self.parts = model, chunk, parts
+        self.extra: list[tuple[Tensor, Tensor]] = []
+        self._sums: dict[str, Tensor] | None = None
+
+    @property
+    def count(self) -> Tensor:
+        """(B,) real patch tokens per patient."""
+        return sum(mask.sum(1) for _, _, mask in self.parts) + sum(mk.sum(1) for _, mk in self.extra)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        model = self.model
+        sums: dict[str, Tensor] | None = {} if self._sums is None else None
+        for m, s, mask in self.parts:
+            enc, shift = model.encoders[m], model.modality_emb[m]
+            codes = enc.position_codes(s)  # once per bag, not per chunk
+            total = torch.zeros(s.batch_size, model.config.d_model, device=model.cls.device, dtype=model.cls.dtype)
+            for start in range(0, s.num_tokens, self.chunk):
+                stop = min(start + self.chunk, s.num_tokens)
+                mk = mask[:, start:stop]
+                tok = enc(_token_slice(s, start, stop), shift=shift, codes=codes)
+                if sums is not None:
+                    total = total + torch.bmm(mk.to(tok.dtype).unsqueeze(1), tok).squeeze(1)
+                yield tok, None if bool(mk.all()) else mk
+                del tok  # before the next chunk is encoded: one chunk's tokens alive at a time
+            if sums is not None:
+                sums[m] = total
+        for tok, mk in self.extra:
+            yield tok, None if bool(mk.all()) else mk
+        if sums is not None:
+            self._sums = sums
+
+    def means(self) -> dict[str, Tensor]:
+        """Each streamed modality's mean encoder token (B, d) (as :func:`_masked_mean`)."""
+        if self._sums is None:
+            for _ in self:  # the fusion never iterated (no cross-attention layer)
+                pass
+        assert self._sums is not None
+        out = {}
+        for m, _, mask in self.parts:
+            cnt = mask.sum(1, keepdim=True).to(self._sums[m].dtype)
+            emb = self.model.modality_emb[m].reshape(1, -1)
+            out[m] = self._sums[m] / cnt.clamp(min=1) - emb * (cnt > 0).to(emb.dtype)
         return out

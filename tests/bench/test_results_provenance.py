@@ -40,7 +40,8 @@ class Run:
 #: config is then the union of their configs (``write_results(..., merge=True)``).
 RESULT_RUNS: dict[str, tuple[Run, ...]] = {
     "adapters.json": (Run("bench.adapters"),),
-    "train.json": (Run("bench.throughput"), Run("bench.train")),
+    "train.json": (Run("bench.train"),),
+    "throughput.json": (Run("bench.throughput"),),
     "explain.json": (Run("bench.explain"),),
     "explain_2000.json": (Run("bench.explain", ("--patients", "2000", "--demo-size", "0", "--out", "explain_2000")),),
     "predict.json": (Run("bench.predict"),),

@@ -201,3 +201,43 @@ def test_tiny_cv_run_writes_response_summary(shared_data, tmp_path):
         assert m["folds"][0]["n"] == 14 and m["folds"][0]["n_positive"] == 12
     preds = pd.read_parquet(out / "predictions.parquet")
     assert preds["response"].notna().all() and preds["response_prob"].between(0, 1).all()
+
+
+# ---- the codebook's vocabulary, not the values seen in three cohorts (issue 23 class 11) --------------------------------
+def _cdr(values: list[object]) -> pd.DataFrame:
+    ids = [f"TCGA-XX-{i:04d}" for i in range(len(values))]
+    return pd.DataFrame({RESPONSE_COLUMN: values}, index=pd.Index(ids, name="case_id"))
+
+
+def test_codebook_missing_value_codes_are_counted_and_excluded(tmp_path: Path) -> None:
+    from multimodal.cohorts.tcga_response import _labels
+
+    cdr = _cdr(["Complete Remission/Response", "Stable Disease", "[Not Evaluated]", "[Not Evaluated]",
+                "[Not Reported]", "[Unknown]", None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # codebook codes: no warning
+        y, counts = _labels(cdr, tmp_path / "cdr.csv")
+    assert y.tolist()[:2] == [1, 0] and y.iloc[2:].isna().all()
+    ex = counts["excluded_no_label"]
+    assert ex["[Not Evaluated]"] == 2 and ex["[Not Reported]"] == 1 and ex["[Unknown]"] == 1 and ex["missing"] == 1
+    assert ex["[Discrepancy]"] == 0  # the four historical codes are always listed
+    assert counts["n_excluded"] == 5 and counts["n_labelled"] == 2
+
+
+def test_an_unlisted_bracketed_code_is_excluded_with_a_warning(tmp_path: Path) -> None:
+    from multimodal.cohorts.tcga_response import _labels
+
+    cdr = _cdr(["Progressive Disease", "[Not Yet Collected]"])
+    with pytest.warns(UserWarning, match=r"\[Not Yet Collected\].*not in the TCGA codebook"):
+        y, counts = _labels(cdr, tmp_path / "cdr.csv")
+    assert y.tolist()[0] == 0 and pd.isna(y.iloc[1]) and counts["excluded_no_label"]["[Not Yet Collected]"] == 1
+
+
+def test_an_unbracketed_unknown_outcome_would_change_a_label_and_is_refused(tmp_path: Path) -> None:
+    from multimodal.cohorts.tcga_response import _labels
+
+    cdr = _cdr(["Complete Remission/Response", "No Measureable Tumor or Tumor Markers"])
+    with pytest.raises(InputError, match="would change a label") as info:
+        _labels(cdr, tmp_path / "cdr.csv")
+    p = info.value.problems[0]
+    assert p.patient == "TCGA-XX-0001" and p.field == RESPONSE_COLUMN and "No Measureable" in p.message

@@ -170,6 +170,63 @@ def _bad_yaml(tc: TinyCohort) -> None:
     tc.manifest_path.write_text("patients: [unclosed\n  modalities: {")
 
 
+def _h5_without_coords(tc: TinyCohort) -> None:
+    with h5py.File(tc.slide_path("P003"), "w") as f:
+        f.create_dataset("features", data=np.ones((5, DIM), np.float32)).attrs["encoder"] = "conch_v15"
+
+
+def _edit_h5ad(fn: Callable[..., object]) -> Callable[[TinyCohort], None]:
+    def edit(tc: TinyCohort) -> None:
+        import anndata as ad
+
+        adata = ad.read_h5ad(tc.expression_path)
+        adata = fn(adata) or adata
+        adata.write_h5ad(tc.expression_path)
+    return edit
+
+
+def _h5ad_patient_twice(adata: object) -> object:
+    import anndata as ad
+
+    twice = ad.concat([adata, adata[1:2].copy()])
+    twice.obs_names = [*adata.obs_names, adata.obs_names[1]]
+    return twice
+
+
+def _h5ad_value(layer: str | None, value: float) -> Callable[[object], None]:
+    def fn(adata: object) -> None:
+        m = adata.layers[layer] if layer else adata.X  # type: ignore[attr-defined]
+        m[2, 5] = value  # patient P003, gene G5
+    return fn
+
+
+def _x_only_with_inf(adata: object) -> None:
+    del adata.layers["counts"]  # type: ignore[attr-defined]
+    _h5ad_value(None, -np.inf)(adata)
+
+
+def _meds_edit(fn: Callable[[pd.DataFrame], None]) -> Callable[[TinyCohort], None]:
+    def edit(tc: TinyCohort) -> None:
+        df = tc.meds().to_pandas()
+        fn(df)
+        tc.write_meds(pa.Table.from_pandas(df, schema=tc.meds().schema, preserve_index=False))
+    return edit
+
+
+def _meds_inf(df: pd.DataFrame) -> None:
+    df.loc[(df.subject_id == 104) & (df.code == "LAB//HGB"), "numeric_value"] = np.inf
+
+
+def _meds_null_code(df: pd.DataFrame) -> None:
+    df.loc[(df.subject_id == 105) & (df.code == "MEDS_BIRTH"), "code"] = None
+
+
+def _maf_sample_not_listed(tc: TinyCohort) -> None:
+    maf = pd.read_csv(tc.maf_path, sep="\t", comment="#")
+    maf.loc[0, "Tumor_Sample_Barcode"] = "P001-02"  # a known patient's sample, not in the sequenced list
+    maf.to_csv(tc.maf_path, sep="\t", index=False)
+
+
 def _split_unknown_id(tc: TinyCohort) -> None:
     path = tc.root / "splits" / "splits_0.csv"
     df = pd.read_csv(path, index_col=0)
@@ -199,8 +256,22 @@ CASES: dict[str, Case] = {
     "dim_differs_within_patient": Case(_slide("P001", k=2, dim=12), "P001_slide2.h5", "P001", "features",
                                        "dim 12"),
     "two_encoders_mixed": Case(_slide("P007", encoder="uni_v1"), "P007_slide1.h5", "P007", "encoder", "uni_v1"),
-    "empty_patch_bag": Case(_empty_bag, "P004_slide1.h5", "P004", "features", "empty patch bag"),
-    "truncated_h5": Case(_truncated_h5, "P005_slide1.h5", "P005", "features", "unreadable"),
+    "truncated_h5": Case(_truncated_h5, "P005_slide1.h5", "P005", "path", "readable"),
+    # issue 23 class 1: validate reads with the commands' readers, so it refuses what they refuse
+    "h5_without_coords": Case(_h5_without_coords, "P003_slide1.h5", "P003", "coords", "no 'coords'"),
+    "h5ad_patient_twice": Case(_edit_h5ad(_h5ad_patient_twice), "expression.h5ad", "P002", "obs_names",
+                               "more than one expression profile"),
+    "clinical_value_inf": Case(lambda tc: tc.edit_csv(tc.clinical_path, lambda df: df.assign(
+        age=df["age"].astype(float).where(df.patient_id != "P005", np.inf))), "clinical.csv", "P005", "age",
+        "infinite"),
+    "h5ad_counts_inf": Case(_edit_h5ad(_h5ad_value("counts", np.inf)), "expression.h5ad", "P003", "layers.counts",
+                            "'G5'"),
+    "h5ad_x_inf": Case(_edit_h5ad(_x_only_with_inf),
+                       "expression.h5ad", "P003", "X['G5']", "infinite"),
+    "meds_numeric_value_inf": Case(_meds_edit(_meds_inf), "0.parquet", "P004", "numeric_value", "infinite"),
+    "meds_null_code": Case(_meds_edit(_meds_null_code), "0.parquet", "P005", "code", "null code"),
+    "maf_sample_not_in_sequenced_list": Case(_maf_sample_not_listed, "mutations.maf", "P001-02",
+                                             "mutation_samples", "sequenced-sample list"),
     "h5_without_features": Case(_h5_without_features, "P007_slide1.h5", "P007", "features", "coords"),
     "features_not_2d": Case(_features_not_2d, "P004_slide1.h5", "P004", "features", "2-D"),
     "coords_shape_mismatch": Case(_coords_mismatch, "P003_slide1.h5", "P003", "coords", "(6, 2)"),
@@ -210,7 +281,6 @@ CASES: dict[str, Case] = {
     "slide_format_does_not_fit_suffix": Case(lambda tc: tc.edit_manifest(
         lambda m: m["modalities"]["pathology"].update(format="pt")), "P002_slide2.h5", "P002",
         "modalities.pathology.format", "does not fit"),
-    "meds_not_sorted": Case(_meds_unsorted, "0.parquet", "P003", "time", "not sorted"),
     "meds_wrong_dtype": Case(_meds_wrong_dtype, "0.parquet", None, "subject_id", "int64"),
     "meds_no_data_dir": Case(_meds_no_data_dir, "data", None, "modalities.ehr.path", "data/"),
     "split_file_unknown_id": Case(_split_unknown_id, "splits_0.csv", "P404", "val", "not in the cohort"),
@@ -297,7 +367,7 @@ def test_valid_cohort_exits_0(tiny_cohort: TinyCohort, tmp_path, capsys: pytest.
 
 def test_many_problems_reported_at_once(tiny_cohort: TinyCohort, capsys: pytest.CaptureFixture[str]) -> None:
     broken = ["unknown_key_did_you_mean", "negative_time", "nan_time", "missing_slide_file", "two_encoders_mixed",
-              "nan_features", "maf_missing_required_column", "meds_not_sorted", "split_file_unknown_id"]
+              "nan_features", "maf_missing_required_column", "meds_null_code", "split_file_unknown_id"]
     for name in broken:
         CASES[name].break_it(tiny_cohort)
     report = validate_manifest(tiny_cohort.manifest_path)
@@ -363,19 +433,42 @@ def test_counts_layer_missing_and_patient_without_data_warn(tiny_cohort: TinyCoh
     assert "warning:" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("batch_rows", [1, 3, 1 << 20])
-def test_meds_sort_check_across_read_batches(tiny_cohort: TinyCohort, monkeypatch: pytest.MonkeyPatch,
-                                             batch_rows: int) -> None:
-    from multimodal.cohorts import validate
+def test_unsorted_meds_rows_are_valid_for_validate_loading_and_the_adapter(tiny_cohort: TinyCohort) -> None:
+    """docs/data-formats.md: MEDS row order does not matter (was an error of validate only, issue 23 class 1)."""
+    from multimodal.adapters.ehr import EHRAdapter
 
-    monkeypatch.setattr(validate, "MEDS_BATCH_ROWS", batch_rows)
-    assert validate_manifest(tiny_cohort.manifest_path).ok  # sorted: no false alarm at batch borders
-    t = tiny_cohort.meds()
-    idx = np.arange(t.num_rows)
-    idx[[8, 9]] = idx[[9, 8]]  # the last two rows of subject 102 (P002): rows 8|9 straddle a 3-row batch border
-    tiny_cohort.write_meds(t.take(pa.array(idx)))
+    _meds_unsorted(tiny_cohort)
     report = validate_manifest(tiny_cohort.manifest_path)
-    assert [p.patient for p in report.problems if p.field == "time"] == ["P002"]
+    assert report.ok, [str(p) for p in report.problems]
+    cohort = Cohort.from_manifest(tiny_cohort.manifest_path)
+    ids = [p for p in cohort.patient_ids if p in cohort.modalities["ehr"].patients()]
+    EHRAdapter().fit(cohort, ids).transform("P003")
+
+
+def test_empty_patch_bag_is_a_warning_as_in_the_adapter(tiny_cohort: TinyCohort) -> None:
+    """An empty bag yields no tokens in the pathology adapter, so validate warns instead of refusing (class 1)."""
+    _empty_bag(tiny_cohort)
+    report = validate_manifest(tiny_cohort.manifest_path)
+    assert report.ok, [str(p) for p in report.problems]
+    (w,) = [w for w in report.warnings if "empty patch bag" in w.message]
+    assert w.patient == "P004" and w.field == "features" and "P004_slide1.h5" in str(w.file)
+    Cohort.from_manifest(tiny_cohort.manifest_path)  # loading agrees
+
+
+@pytest.mark.parametrize("name", ["h5ad_counts_inf", "h5ad_x_inf", "h5ad_patient_twice", "maf_sample_not_in_sequenced_list"])
+def test_the_genomics_adapter_refuses_what_validate_refuses(name: str, tiny_cohort: TinyCohort) -> None:
+    """One reader: the adapter's error names the same file, patient and field as validate's problem."""
+    from multimodal.adapters.genomics import GenomicsAdapter
+
+    case = CASES[name]
+    case.break_it(tiny_cohort)
+    try:
+        cohort = Cohort.from_manifest(tiny_cohort.manifest_path)
+        GenomicsAdapter().fit(cohort, list(cohort.patient_ids))
+    except InputError as exc:
+        assert any(_matches(p, case) for p in exc.problems), [str(p) for p in exc.problems]
+    else:
+        raise AssertionError(f"{name}: the genomics adapter accepted what validate refuses")
 
 
 def test_real_clam_patch_coordinate_file_is_not_a_feature_file(shared_data, tiny_cohort: TinyCohort) -> None:

@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 
 from multimodal.metrics import auroc, harrell_c
-from multimodal.study import (
+from multimodal.study import _grid
+from multimodal.study_intervals import (
     IBS_SURV_PREFIX,
     IPCW_BOOTSTRAP,
     METRIC_RANGES,
     FoldBootstrap,
     FoldContext,
     _fold_bootstrap,
-    _grid,
     compare_methods,
     paired_difference,
-    summary_markdown,
 )
+from multimodal.study_summary import summary_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,16 +164,22 @@ def tiny_study(tmp_path_factory) -> Path:
 
 def test_tiny_study_intervals_are_bootstraps_within_range(tiny_study):
     s = json.loads((tiny_study / "summary.json").read_text())
-    assert s["task"] == "both" and set(s["methods"]) == {"multimodal", "coxph_clinical", "coxnet"}
+    # a survival + response study runs each survival baseline's response counterpart too (scored on response only)
+    response_baselines = {"logistic_clinical", "enet_logistic"}
+    assert s["task"] == "both"
+    assert set(s["methods"]) == {"multimodal", "coxph_clinical", "coxnet", *response_baselines}
     assert "percentile bootstraps over patients" in s["protocol"]["intervals"]
     for name, m in s["methods"].items():
-        for key in ("c_index", "td_auc", "ibs", *(("auroc",) if name == "multimodal" else ())):
+        keys = ("auroc",) if name in response_baselines else ("c_index", "td_auc", "ibs",
+                                                                *(("auroc",) if name == "multimodal" else ()))
+        for key in keys:
             lo, hi = m["ci95"][key]
             assert lo is not None and 0.0 <= lo <= hi <= 1.0, (name, key)
         for key, ci in m["ci95"].items():  # every interval within its metric's range
             rng = METRIC_RANGES.get(key.removesuffix("_bootstrap"), (-np.inf, np.inf))
             assert ci[0] is None or rng[0] <= ci[0] <= ci[1] <= rng[1], (name, key)
-        assert m["ci95"]["c_index_bootstrap"] == m["ci95"]["c_index"]  # the old name is an alias
+        if name not in response_baselines:
+            assert m["ci95"]["c_index_bootstrap"] == m["ci95"]["c_index"]  # the old name is an alias
     cmp = s["comparison"]
     assert cmp["method"] == "multimodal" and cmp["metric"] == "c_index"
     means = {n: s["methods"][n]["mean"]["c_index"] for n in ("coxph_clinical", "coxnet")}
@@ -184,7 +190,9 @@ def test_tiny_study_intervals_are_bootstraps_within_range(tiny_study):
                .splitlines())
     # on the study's own predictions: a method against itself differs by exactly 0
     preds = pd.read_parquet(tiny_study / "predictions.parquet")
-    assert preds.filter(like=IBS_SURV_PREFIX).notna().all(axis=None)  # S(t | x) on the IBS grid, for the bootstrap
+    survival_rows = ~preds["method"].isin(response_baselines)  # S(t | x) on the IBS grid, for the bootstrap
+    assert preds.loc[survival_rows].filter(like=IBS_SURV_PREFIX).notna().all(axis=None)
+    assert preds.loc[~survival_rows].filter(like=IBS_SURV_PREFIX).isna().all(axis=None)
     d = paired_difference(preds, "coxnet", "coxnet", "c_index", FoldBootstrap(preds, 20, 0, task="both"))
     assert d == {"diff": 0.0, "ci95": [0.0, 0.0]}
 

@@ -208,6 +208,149 @@ def _report(c: Ctx, patient: str = "SYN-0001", cmd: str = "report") -> list[obje
     return [cmd, "--pipeline", c.pipeline, "--manifest", c.manifest, "--patient", patient, "--out", c.out, *extra]
 
 
+# ---- helpers of the issue-23 cases (one reader per format: the commands refuse what validate refuses) -------------------
+def _slide_h5(c: Ctx, k: int, fn: Callable[[h5py.File], None]) -> None:
+    with h5py.File(c.slide(k)[1], "r+") as f:
+        fn(f)
+
+
+def _drop_coords(f: h5py.File) -> None:
+    del f["coords"]
+
+
+def _only_coords(c: Ctx) -> None:
+    path = c.slide(0)[1]
+    with h5py.File(path, "r") as f:
+        coords = f["coords"][:]
+    with h5py.File(path, "w") as f:
+        f.create_dataset("coords", data=coords)
+
+
+def _features_as(c: Ctx, k: int, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+    _, path = c.slide(k)
+    with h5py.File(path, "r") as f:
+        feats = f["features"][:]
+    _rewrite_features(path, fn(feats))
+
+
+def _with_inf(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    x[-1, 0] = np.inf
+    return x
+
+
+def _bad_coords_shape(c: Ctx) -> None:
+    def fn(f: h5py.File) -> None:
+        n = f["features"].shape[0]
+        attrs = dict(f["coords"].attrs)
+        del f["coords"]
+        f.create_dataset("coords", data=np.zeros((n, 3), np.int64)).attrs.update(attrs)
+    _slide_h5(c, 0, fn)
+
+
+def _h5ad(c: Ctx) -> Path:
+    return c.cohort / "omics" / "expression.h5ad"
+
+
+def _edit_h5ad(c: Ctx, fn: Callable[..., object]) -> None:
+    import anndata as ad
+
+    a = ad.read_h5ad(_h5ad(c))
+    a = fn(a) or a
+    a.write_h5ad(_h5ad(c))
+
+
+def _counts_value(value: float) -> Callable[[Ctx], None]:
+    def edit(a: object) -> None:
+        counts = np.asarray(a.layers["counts"], dtype=np.float64)  # type: ignore[attr-defined]
+        counts[2, 1] = value  # SYN-0003, KRAS
+        a.layers["counts"] = counts  # type: ignore[attr-defined]
+    return lambda c: _edit_h5ad(c, edit)
+
+
+def _x_inf(a: object) -> None:
+    del a.layers["counts"]  # type: ignore[attr-defined]
+    x = np.asarray(a.X, dtype=np.float64)  # type: ignore[attr-defined]
+    x[2, 1] = np.inf
+    a.X = x  # type: ignore[attr-defined]
+
+
+def _patient_twice(a: object) -> object:
+    import anndata as ad
+
+    b = ad.concat([a, a[2:3].copy()])
+    b.obs_names = [*a.obs_names, a.obs_names[2]]  # type: ignore[attr-defined]
+    return b
+
+
+def _maf_sample_unlisted(c: Ctx) -> None:
+    path = c.cohort / "omics" / "sequenced_samples.txt"
+    path.write_text("".join(ln + "\n" for ln in path.read_text().split() if ln != "SYN-0002-01A"))
+
+
+def _clinical(c: Ctx, fn: Callable[[pd.DataFrame], pd.DataFrame | None]) -> None:
+    path = c.cohort / "clinical.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = fn(df) if fn(df) is not None else df
+    df.to_csv(path, index=False)
+
+
+def _set_clinical(pid: str, col: str, value: str) -> Callable[[Ctx], None]:
+    def fn(df: pd.DataFrame) -> None:
+        df.loc[df.patient_id == pid, col] = value
+    return lambda c: _clinical(c, fn)
+
+
+def _meds_rows(c: Ctx, fn: Callable[[pd.DataFrame], pd.DataFrame | None]) -> None:
+    shard = c.meds_shard()
+    df = pd.read_parquet(shard)
+    df = fn(df) if fn(df) is not None else df
+    df.to_parquet(shard, index=False)
+
+
+def _meds_first_subject(c: Ctx) -> str:
+    sid = int(pd.read_parquet(c.meds_shard())["subject_id"].iloc[0])
+    out = pd.read_parquet(c.cohort / "outcomes.parquet")
+    return str(out.loc[out.subject_id == sid, "patient_id"].iloc[0])
+
+
+def _meds_inf(df: pd.DataFrame) -> None:
+    df.loc[df.index[df.numeric_value.notna()][0], "numeric_value"] = np.inf
+
+
+def _meds_null_code(df: pd.DataFrame) -> None:
+    df.loc[df.index[0], "code"] = None
+
+
+def _outcome(pid: str, col: str, value: object) -> Callable[[Ctx], None]:
+    def fn(c: Ctx) -> None:
+        path = c.cohort / "outcomes.parquet"
+        df = pd.read_parquet(path)
+        if isinstance(value, str) and not pd.api.types.is_object_dtype(df[col]):
+            df[col] = df[col].astype(str)  # booleans as "True" / "False": still read as events
+        df.loc[df.patient_id == pid, col] = value
+        df.to_parquet(path, index=False)
+    return fn
+
+
+def _duplicate_patient(c: Ctx) -> None:
+    path = c.cohort / "outcomes.parquet"
+    df = pd.read_parquet(path)
+    pd.concat([df, df[df.patient_id == "SYN-0004"]], ignore_index=True).to_parquet(path, index=False)
+
+
+def _train(c: Ctx) -> list[object]:
+    return ["train", c.config, "--out", c.out, *c.use_cohort]
+
+
+def _cv(c: Ctx) -> list[object]:
+    return ["cv", c.config, "--out", c.out, *c.use_cohort]
+
+
+def _slide_named(k: int, *text: str) -> Callable[[Ctx], list[str]]:
+    return lambda c: [c.slide(k)[0], c.slide(k)[1].name, *text]
+
+
 PRED = {"output": lambda c: c.preds}
 OUT_PARENT = {"output": lambda c: c.out.parent}  # --out cases: the file or folder in the way stays as it was
 TOO_LONG = ("--out", "300 bytes is too long")
@@ -294,6 +437,10 @@ CASES: dict[str, Case] = {
     # non-finite numbers (.inf, .nan, 1e999) were accepted as settings
     "set-lr-inf": Case(None, lambda c: ["train", c.config, "--out", c.out, "--set", "training.lr=.inf"],
                        ("training.lr", "expected a finite number", "inf")),
+    # a diverging training stops with a hint instead of saving NaN weights that predict NaN risks with exit 0
+    "train-diverges": Case(None, lambda c: [*_train(c), "--set", "training.lr=1e12", "--set", "training.max_grad_norm=0",
+                                            "--set", "training.val_fraction=0"],
+                           ("training.lr", "diverged", "lower training.lr")),
     "set-dropout-nan": Case(None, lambda c: ["cv", c.config, "--out", c.out, "--set", "model.dropout=.nan"],
                             ("model.dropout", "expected a finite number", "nan")),
     "set-overflowing-number": Case(
@@ -343,6 +490,69 @@ CASES: dict[str, Case] = {
     "predict-manifest-missing": Case(None, lambda c: ["predict", "--pipeline", c.pipeline, "--manifest",
                                                       c.tmp / "none.yaml", "--out", c.preds],
                                      ("none.yaml", "not found"), **PRED),
+    # ---- issue 23: one set of rules for validity (class 1) and finite input arrays (class 2) -------------------------
+    "predict-slide-without-coords": Case(lambda c: _slide_h5(c, 2, _drop_coords), _pred,
+                                         _slide_named(2, "no 'coords'", "'coords'"), **PRED),
+    "train-slide-inf": Case(lambda c: _features_as(c, 1, _with_inf), _train, _slide_named(1, "NaN/inf", "'features'")),
+    "train-slide-integer-features": Case(lambda c: _features_as(c, 0, lambda x: (x * 100).astype(np.int32)), _train,
+                                         _slide_named(0, "float dtype", "'features'")),
+    # cv checks every value with validate's rules before the run folder exists (was: exit 2 inside fold 0, leaving
+    # folds/fold_0.partial behind)
+    "cv-slide-inf": Case(lambda c: _features_as(c, 1, _with_inf), _cv, _slide_named(1, "NaN/inf", "'features'")),
+    "cv-slide-integer-features": Case(lambda c: _features_as(c, 0, lambda x: (x * 100).astype(np.int32)), _cv,
+                                      _slide_named(0, "float dtype", "'features'")),
+    "cv-h5ad-x-inf": Case(lambda c: _edit_h5ad(c, _x_inf), _cv, ("expression.h5ad", "SYN-0003", "X['KRAS']", "infinite")),
+    "predict-slide-1d-features": Case(lambda c: _features_as(c, 3, lambda x: x[:, 0]), _pred,
+                                      _slide_named(3, "2-D"), **PRED),
+    "report-slide-coords-shape": Case(_bad_coords_shape, lambda c: _report(c, c.slide(0)[0]),
+                                      _slide_named(0, "coords", "expected (")),
+    "explain-slide-only-coords": Case(_only_coords, lambda c: _report(c, c.slide(0)[0], "explain"),
+                                      _slide_named(0, "patch-coordinate")),
+    "predict-h5ad-counts-inf": Case(_counts_value(np.inf), _pred,
+                                    ("expression.h5ad", "SYN-0003", "layers.counts", "'KRAS'", "finite"), **PRED),
+    "train-h5ad-counts-negative": Case(_counts_value(-3.0), _train, ("expression.h5ad", "layers.counts", "negative")),
+    "predict-h5ad-x-inf": Case(lambda c: _edit_h5ad(c, _x_inf), _pred, ("expression.h5ad", "SYN-0003", "X['KRAS']",
+                                                                         "infinite"), **PRED),
+    "predict-h5ad-patient-twice": Case(lambda c: _edit_h5ad(c, _patient_twice), _pred,
+                                       ("expression.h5ad", "SYN-0003", "obs_names", "one expression profile"), **PRED),
+    "report-h5ad-not-anndata": Case(lambda c: h5py.File(_h5ad(c), "w").close(), _report, ("expression.h5ad", "AnnData")),
+    "train-maf-sample-not-listed": Case(_maf_sample_unlisted, _train,
+                                        ("mutations.maf", "SYN-0002-01A", "mutation_samples", "sequenced-sample list")),
+    "predict-clinical-inf": Case(_set_clinical("SYN-0005", "age", "inf"), _pred,
+                                 ("clinical.csv", "SYN-0005", "age", "infinite"), **PRED),
+    "train-clinical-non-numeric": Case(_set_clinical("SYN-0006", "age", "old"), _train,
+                                       ("clinical.csv", "SYN-0006", "age", "non-numeric", "'old'")),
+    "cv-clinical-duplicate-patient": Case(lambda c: _clinical(c, lambda df: pd.concat([df, df.iloc[[6]]])), _cv,
+                                          ("clinical.csv", "SYN-0007", "patient_id", "duplicate patient id")),
+    "predict-clinical-no-id-column": Case(
+        lambda c: c.edit_manifest(lambda m: m["modalities"]["clinical"].__setitem__("id", "pid")), _pred,
+        ("clinical.csv", "'pid'", "available: patient_id"), **PRED),
+    "predict-meds-inf-value": Case(lambda c: (setattr(c, "who", _meds_first_subject(c)), _meds_rows(c, _meds_inf)),
+                                   _pred, lambda c: [c.meds_shard().name, c.who, "numeric_value", "infinite"], **PRED),
+    "train-meds-null-code": Case(lambda c: (setattr(c, "who", _meds_first_subject(c)), _meds_rows(c, _meds_null_code)),
+                                 _train, lambda c: [c.meds_shard().name, c.who, "'code'", "null code"]),
+    "cv-meds-subject-id-text": Case(lambda c: _meds_rows(c, lambda df: df.assign(subject_id=df.subject_id.astype(str))),
+                                    _cv, lambda c: [c.meds_shard().name, "subject_id", "int64"]),
+    "report-meds-time-zone": Case(lambda c: _meds_rows(c, lambda df: df.assign(time=df.time.dt.tz_localize("UTC"))),
+                                  _report, lambda c: [c.meds_shard().name, "'time'", "timestamp"]),
+    "train-time-inf": Case(_outcome("SYN-0008", "time", np.inf), _train,
+                           ("outcomes.parquet", "SYN-0008", "time", "infinite")),
+    "cv-time-negative": Case(_outcome("SYN-0009", "time", -4.0), _cv,
+                             ("outcomes.parquet", "SYN-0009", "time", "negative time")),
+    "train-event-not-binary": Case(_outcome("SYN-0010", "event", "maybe"), _train,
+                                   ("outcomes.parquet", "SYN-0010", "event", "0/1", "'maybe'")),
+    "predict-duplicate-patient": Case(_duplicate_patient, _pred,
+                                      ("outcomes.parquet", "SYN-0004", "patient_id", "duplicate patient id"), **PRED),
+    "cv-unknown-arm-value": Case(_outcome("SYN-0011", "arm", "placebo"), _cv,
+                                 ("outcomes.parquet", "SYN-0011", "arm", "unknown treatment arm 'placebo'")),
+    "train-response-not-a-class": Case(_outcome("SYN-0012", "response", 5), _train,
+                                       ("outcomes.parquet", "SYN-0012", "response", "not a valid class")),
+    "predict-slide-table-no-path-column": Case(
+        lambda c: c.edit_manifest(lambda m: m["modalities"]["pathology"].__setitem__("path_column", "file")), _pred,
+        ("slides.csv", "'file'", "available: patient_id, slide_id, path"), **PRED),
+    "explain-manifest-unknown-modality-type": Case(
+        lambda c: c.edit_manifest(lambda m: m["modalities"]["ehr"].__setitem__("type", "med")),
+        lambda c: _report(c, cmd="explain"), ("manifest.yaml", "modalities.ehr.type", "did you mean 'meds'")),
     # ---- pipeline folders ----------------------------------------------------------------------------------------------
     "pipeline-json-missing": Case(lambda c: (c.pipeline / "pipeline.json").unlink(), _pred,
                                   ("pipeline.json missing", "multimodal train"), **PRED),
@@ -469,7 +679,7 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(name: str, request
 
 
 def test_catalogue_covers_every_command() -> None:
-    assert len(CASES) >= 30
+    assert len(CASES) >= 120  # issue 23
     for cmd in ("cv", "train", "predict", "report", "explain", "cohort-report", "synth"):
         assert sum(name.startswith(cmd) for name in CASES) >= 2, cmd
 

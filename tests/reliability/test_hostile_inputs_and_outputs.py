@@ -251,3 +251,20 @@ def test_out_check_names_an_unwritable_folder(tmp_path: Path, monkeypatch: pytes
     assert exc.value.field == "--out"
     with pytest.raises(InputError, match="not writable"):
         check_out(tmp_path / "p.parquet", folder=False)
+
+
+def test_cnv_and_tcga_tables_keep_ids_named_like_missing_values(tmp_path: Path) -> None:
+    """Issue 23 class 8: the omics CNV reader and the TCGA readers read patient ids as text with no NA parsing."""
+    from multimodal.cohorts.formats.omics import read_cnv
+    from multimodal.cohorts.tcga import load_mmp_clinical
+
+    cnv = tmp_path / "cnv.csv"
+    pd.DataFrame({"patient_id": ["NA", "null", "None", "P4"], "TP53": [0.5, -1.0, "NA", 2.0]}).to_csv(cnv, index=False)
+    table = read_cnv(cnv)
+    assert list(table.index) == ["NA", "null", "None", "P4"] and pd.isna(table.loc["None", "TP53"])
+    folder = tmp_path / "tcga_mmp" / "splits" / "survival" / "TCGA_XYZ_overall_survival_k=0"
+    folder.mkdir(parents=True)
+    for part, ids in (("train", ["NA", "TCGA-01"]), ("test", ["null"])):
+        pd.DataFrame({"case_id": ids, "age": ["NA"] * len(ids)}).to_csv(folder / f"{part}.csv.gz", index=False)
+    cdr = load_mmp_clinical(tmp_path, "xyz")
+    assert sorted(cdr.index) == ["NA", "TCGA-01", "null"] and cdr["age"].isna().all()

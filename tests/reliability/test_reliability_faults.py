@@ -118,13 +118,15 @@ def test_cv_killed_after_fold_0_resumes_fold_by_fold(rel_config: Path, rel_run: 
     assert proc.returncode == -signal.SIGKILL
     assert not (run / "summary.json").exists() and not (run / "predictions.parquet").exists()
     assert not (run / "folds" / "fold_1.json").exists()
-    done = {p.name: (p.stat().st_mtime_ns, snapshot(p)) for p in (run / "folds").glob("fold_0.*")}
-    assert set(done) == {"fold_0.json", "fold_0.parquet"}
+    fold0_files = [run / "folds" / n for n in ("fold_0.json", "fold_0.parquet")]
+    assert all(p.is_file() for p in fold0_files)
+    done = {p.name: (p.stat().st_mtime_ns, snapshot(p)) for p in fold0_files}
 
     rc, out, err = cli("cv", rel_config, "--out", run)
     assert rc == 0, err
-    assert "fold 0: already done" in out and out.count("already done") == 1
-    assert {p.name: (p.stat().st_mtime_ns, snapshot(p)) for p in (run / "folds").glob("fold_0.*")} == done
+    assert "fold 0: already done" in out and out.count("already done, reusing") == 1
+    assert {p.name: (p.stat().st_mtime_ns, snapshot(p)) for p in fold0_files} == done
+    assert not (run / ".multimodal-run.lock").exists()  # the killed run's lock did not block; released at the end
     summary = json.loads((run / "summary.json").read_text())
     assert summary["n_folds"] == 2
     for m in summary["methods"].values():

@@ -125,6 +125,7 @@ def test_loading_a_pipeline_runs_no_code_from_its_folder(rel_pipeline: Path, rel
                                                           tmp_path: Path) -> None:
     from multimodal.api import load_pipeline
     from multimodal.io import sha256_file
+    from multimodal.pipeline import write_pipeline_json
 
     marker = tmp_path / "PWNED"
     pipe_dir = tmp_path / "pipeline"
@@ -138,7 +139,7 @@ def test_loading_a_pipeline_runs_no_code_from_its_folder(rel_pipeline: Path, rel
     cfg_path.write_text(json.dumps(cfg))
     meta = json.loads((pipe_dir / "pipeline.json").read_text())
     meta["sha256"]["model/config.json"] = sha256_file(cfg_path)
-    (pipe_dir / "pipeline.json").write_text(json.dumps(meta))
+    write_pipeline_json(pipe_dir, meta)  # and re-seals pipeline.json: checksums are not signatures
 
     modules_before = set(sys.modules)
     pipe = load_pipeline(pipe_dir)
@@ -168,6 +169,8 @@ def test_loading_a_pipeline_runs_no_code_from_its_folder(rel_pipeline: Path, rel
 
 # ---- escaping in reports --------------------------------------------------------------------------------------------
 def test_cohort_report_escapes_cohort_and_method_names(rel_run: Path, tmp_path: Path) -> None:
+    from multimodal.io import write_checksums
+
     run = tmp_path / "run"
     shutil.copytree(rel_run, run)
     evil_cohort = "<script>alert('cohort')</script>"
@@ -180,6 +183,7 @@ def test_cohort_report_escapes_cohort_and_method_names(rel_run: Path, tmp_path: 
     preds = pd.read_parquet(run / "predictions.parquet")
     preds["method"] = preds["method"].replace({"coxph_clinical": evil_method})
     preds.to_parquet(run / "predictions.parquet", index=False)
+    write_checksums(run)  # sealed again, as a run with such names would have been (an edited run is refused)
 
     rc, _, err = cli("cohort-report", run, "--out", tmp_path / "cr", "--no-pdf")
     assert rc == 0, err

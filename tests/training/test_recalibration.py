@@ -14,7 +14,7 @@ from conftest import TRAIN_OVERRIDES
 from scipy.stats import rankdata
 
 from multimodal.errors import IntegrityError
-from multimodal.pipeline import ModelConfig, Pipeline, apply_recalibration
+from multimodal.pipeline import ModelConfig, Pipeline, apply_recalibration, write_pipeline_json
 from multimodal.training import TrainingConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,13 +98,16 @@ def test_saved_maps_round_trip_and_old_pipelines_still_load(fitted, tmp_path):
     # a pipeline written before recalibration existed: no key, raw predictions
     meta = json.loads((d / "pipeline.json").read_text())
     del meta["metadata"]["recalibration"]
-    (d / "pipeline.json").write_text(json.dumps(meta))
+    write_pipeline_json(d, meta)  # sealed, as such a pipeline was written
     old = load_pipeline(d)
     assert "recalibration" not in old.metadata
     pd.testing.assert_frame_equal(old.predict(c, ids), _raw(pipe, c, ids))
     # a tampered map is refused
     meta["metadata"]["recalibration"] = {"survival": {"intercept": 0.0, "slope": -2.0}}
     (d / "pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(IntegrityError, match="checksum mismatch"):  # an edited pipeline.json is refused
+        Pipeline.from_pretrained(d)
+    write_pipeline_json(d, meta)  # even sealed again, a map that reverses the risk order is refused
     with pytest.raises(IntegrityError, match="positive slope"):
         Pipeline.from_pretrained(d)
 
@@ -207,7 +210,8 @@ def test_cv_summary_reports_calibration_slope_and_ici_with_bootstrap_cis(small_c
 
     run = tmp_path / "run"
     sets = [*TRAIN_OVERRIDES, f"data.manifest={small_cohort}", "evaluation.folds=2", "evaluation.ablations=false",
-            "evaluation.baselines=[coxph_clinical, coxnet]", "model.ensemble=1", "training.average_epochs=1"]
+            "evaluation.baselines=[coxph_clinical, coxnet]", "model.ensemble=1", "training.average_epochs=1",
+            "task=survival"]  # survival calibration (a `both` study adds response baselines scored on response only)
     argv = ["cv", str(demo_config), "--out", str(run)]
     for s in sets:
         argv += ["--set", s]

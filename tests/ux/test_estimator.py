@@ -49,14 +49,14 @@ def fitted():
 
     torch.set_num_threads(1)  # module scope runs before the per-test thread fixture
     X, y = _data()
-    return MultimodalSurvivalEstimator(**FAST, seed=1).fit(X, y), X, y
+    return MultimodalSurvivalEstimator(**FAST, random_state=1).fit(X, y), X, y
 
 
 def test_clone_keeps_params_and_drops_fit(fitted):
     est, _, _ = fitted
     c = clone(est)
     assert c.get_params() == est.get_params()
-    assert c.get_params()["d_model"] == 16 and c.get_params()["seed"] == 1
+    assert c.get_params()["d_model"] == 16 and c.get_params()["random_state"] == 1
     assert not hasattr(c, "pipeline_")
     with pytest.raises(NotFittedError):
         c.predict(fitted[1])
@@ -135,8 +135,8 @@ def test_bad_inputs_are_input_errors(fitted):
         MultimodalSurvivalEstimator(**FAST).fit(X, np.ones(len(X)))
     with pytest.raises(InputError, match="different columns"):
         est.predict(X.drop(columns=["age"]))
-    with pytest.raises(InputError, match="DataFrame"):
-        MultimodalSurvivalEstimator(**FAST).fit(X.to_numpy(), y)
+    with pytest.raises(InputError, match="Reshape your data"):  # NumPy X is 2-d (tests/ux/test_estimator_conventions.py)
+        MultimodalSurvivalEstimator(**FAST).fit(X["age"].to_numpy(), y)
     with pytest.raises(ConfigError):
         MultimodalSurvivalEstimator(**FAST, lr=-1.0).fit(X, y)
     with pytest.raises(ConfigError):

@@ -1,0 +1,59 @@
+"""Evidence in clinical words: EHR codes with description, unit, latest value and trend, one row per code; genes
+with the patient's value; every input's listed rows plus "other" add up to its total."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from report_helpers import full_patient
+
+from multimodal.cli.main import main
+
+DESCRIPTIONS = {"LAB//LDH": "Lactate dehydrogenase [U/L]", "GENDER//M": "Sex: male"}
+
+
+def test_ehr_tokens_become_one_row_per_code_in_words():
+    from multimodal.report.clinical_terms import event_rows
+
+    names = ["LAB//LDH = 126.416 @ -200.5d", "LAB//LDH = 130 @ -20.5d", "LAB//LDH [trend] = +12.5/y @ -20.5d",
+             "GENDER//M @ static", "DIAGNOSIS//ICD10//I10 @ -300.0d"]
+    rows = event_rows(names, [0.1, 0.2, 0.05, -0.01, 0.02], DESCRIPTIONS, "risk", 10)
+    assert [r["code"] for r in rows] == ["LAB//LDH", "DIAGNOSIS//ICD10//I10", "GENDER//M"]
+    ldh = rows[0]
+    assert ldh["attribution"] == pytest.approx(0.35) and ldh["unit"] == "U/L"
+    assert ldh["name"] == ("Lactate dehydrogenase: 130 U/L, 20 days before the data cut-off, 2 records, "
+                           "trend +12.5 U/L per year")
+    assert rows[1]["name"] == "ICD10 I10: 300 days before the data cut-off"  # no description: the code's parts
+    assert rows[2]["name"] == "Sex: male" and rows[2]["direction"] == "lowers risk"
+
+
+def test_gene_words():
+    from multimodal.report.patient import gene_text, plain
+
+    assert plain("TP53:mut") == "TP53 mutation" and plain("GENE1:rna") == "GENE1 expression"
+    assert gene_text({"name": "TP53:mut", "carried": True, "cohort_frequency": 0.25, "n_cohort": 40}) == \
+        "TP53 mutation: carried (25 % of 40 cohort patients carry one)"
+    assert gene_text({"name": "KRAS:mut", "carried": False, "cohort_frequency": 0.1, "n_cohort": 40}).startswith(
+        "KRAS mutation: not carried")
+    assert gene_text({"name": "GENE1:rna", "percentile": 85.0, "n_cohort": 40}) == \
+        "GENE1 expression: 85th percentile of 40 cohort patients"
+
+
+def test_report_evidence_adds_up_and_names_values(report_cohort, pipeline_dir, tmp_path):
+    pid = full_patient(report_cohort)
+    out = tmp_path / "rep"
+    assert main(["report", "--pipeline", str(pipeline_dir), "--manifest", str(report_cohort), "--patient", pid,
+                 "--out", str(out), "--no-pdf"]) == 0
+    res = json.loads((out / "risk_result.json").read_text())
+    html = (out / "report.html").read_text()
+    for m, ev in res["evidence"].items():
+        listed = sum(t.get("token_attribution", t["attribution"]) for t in ev.get("top", ev.get("top_patches", [])))
+        assert listed + ev["other"] == pytest.approx(ev["total"], abs=1e-9), m
+    ehr = res["evidence"]["ehr"]["top"]
+    assert len({r["code"] for r in ehr}) == len(ehr)  # one row per code
+    assert any(r["unit"] for r in ehr) and any(f" {r['unit']}" in r["name"] for r in ehr if r["unit"])
+    genes = [g for t in res["evidence"]["genomics"]["top"] for g in t.get("top_members", [])]
+    assert any("percentile" in g for g in genes) and all(0 <= g["percentile"] <= 100 for g in genes
+                                                        if "percentile" in g)
+    assert "Numbers are contributions to the model" in html and "other (everything not listed" in html
