@@ -210,16 +210,22 @@ def test_cv_summary_reports_calibration_slope_and_ici_with_bootstrap_cis(small_c
 
     run = tmp_path / "run"
     sets = [*TRAIN_OVERRIDES, f"data.manifest={small_cohort}", "evaluation.folds=2", "evaluation.ablations=false",
-            "evaluation.baselines=[coxph_clinical, coxnet]", "model.ensemble=1", "training.average_epochs=1",
-            "task=survival"]  # survival calibration (a `both` study adds response baselines scored on response only)
+            "evaluation.baselines=[coxph_clinical, coxnet]", "model.ensemble=1", "training.average_epochs=1"]
     argv = ["cv", str(demo_config), "--out", str(run)]
     for s in sets:
         argv += ["--set", s]
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert set(summary["methods"]) == {"multimodal", "coxph_clinical", "coxnet"}
+    # a survival + response study also runs each survival baseline's response counterpart (response metrics only)
+    response_only = {"logistic_clinical", "enet_logistic"}
+    assert set(summary["methods"]) == {"multimodal", "coxph_clinical", "coxnet", *response_only}
     assert "Austin" in summary["protocol"]["calibration"]
+    for name in response_only:
+        m = summary["methods"][name]["mean"]
+        assert m["response_ici"] is not None and 0 <= m["response_ici"] <= 1, name
     for name, m in summary["methods"].items():
+        if name in response_only:
+            continue
         for key in ("calibration_slope", "ici"):
             assert key in m["mean"] and f"{key}_bootstrap" in m["ci95"] and key in m["ci95"], (name, key)
             assert all(key in f for f in m["folds"]) and all("calibration" in f for f in m["folds"])
@@ -234,4 +240,5 @@ def test_cv_summary_reports_calibration_slope_and_ici_with_bootstrap_cis(small_c
     header = next(line for line in (run / "summary.md").read_text().splitlines() if line.startswith("| method"))
     assert "| calibration_slope |" in header and "| ici |" in header
     preds = pd.read_parquet(run / "predictions.parquet")
-    assert preds["event_prob_at_horizon"].between(0, 1).all() and (preds["calibration_horizon"] > 0).all()
+    surv = preds[~preds["method"].isin(response_only)]  # response-only baselines predict no survival
+    assert surv["event_prob_at_horizon"].between(0, 1).all() and (surv["calibration_horizon"] > 0).all()
