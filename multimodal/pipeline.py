@@ -42,7 +42,7 @@ from multimodal.io import atomic_dir, check_sealed_json, seal_json, sha256_file,
 from multimodal.model import MultimodalConfig, MultimodalEnsemble, MultimodalModel
 from multimodal.model.ensemble import member_seed
 from multimodal.training import FitResult, TrainingConfig, fit_model, make_accelerator, predict_dataset
-from multimodal.wide_init import cross_fitted_offsets, fit_start_baseline, fit_wide_cox, start_from_wide
+from multimodal.wide_init import WideStart, fit_wide_start, start_from_wide
 
 log = logging.getLogger(__name__)
 PIPELINE_FORMAT = 1  # written for a single model
@@ -261,9 +261,7 @@ class Pipeline:
         val_ds = PatientDataset(cohort, fitted, val_ids, train=False, seed=seed) if val_ids else None
         members: list[MultimodalModel] = []
         results: list[FitResult] = []
-        wide_theta: torch.Tensor | None = None
-        wide_baseline: torch.Tensor | None = None
-        wide_offsets: dict[str, float] | None = None  # cross-fitted linear terms the trunk trains against
+        wide_start: WideStart | None = None  # the closed-form start, fitted once per fold
         for k in range(max(1, int(model_config.ensemble))):
             s = member_seed(seed, k)
             if k:  # member 0 continues the RNG stream seeded above (an ensemble of one = the single model)
@@ -271,20 +269,18 @@ class Pipeline:
                 log.info("training ensemble member %d of %d (seed %d)", k + 1, model_config.ensemble, s)
             model = build_model(model_config, fitted, cohort, train_ids, task=task)
             if model_config.wide_init == "cox" and model.wide is not None and model.survival_head is not None:
-                if wide_theta is None:  # fitted once, shared by every ensemble member
+                if wide_start is None:  # fitted once, shared by every ensemble member
                     # on the inner-training patients only: the inner-validation patients stay unseen by every part
                     # of the model, so the selection rule compares the start and each epoch on equal terms
-                    start_ids = list(train_ids)
-                    wide_theta = fit_wide_cox(model, cohort, fitted, start_ids, seed=seed)
-                    wide_baseline = fit_start_baseline(model, cohort, fitted, start_ids, wide_theta)
-                    wide_offsets = cross_fitted_offsets(model, cohort, fitted, start_ids, seed=seed)
-                start_from_wide(model, wide_theta, wide_baseline)
-            train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=s, offsets=wide_offsets)
+                    wide_start = fit_wide_start(model, cohort, fitted, list(train_ids), seed=seed)
+                start_from_wide(model, wide_start.theta, wide_start.baseline)
+            train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=s,
+                                      offsets=None if wide_start is None else wide_start.offsets)
             member_dir = None if out_dir is None else (Path(out_dir) / f"member_{k}" if k else out_dir)
             results.append(fit_model(
                 model, train_ds, val_ds, training, seed=s, out_dir=member_dir, accelerator=accelerator,
                 num_classes=max(cohort.response_classes, 2), time_unit=cohort.time_unit,
-                select_start=wide_theta is not None,
+                select_start=wide_start is not None,
             ))
             members.append(model)
         result = results[0]

@@ -21,6 +21,7 @@ inference the wide path is the full fit on every training patient of the fold (i
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ from multimodal.model.wide import load_flat_weights, wide_design
 #: Folds of the cross-fitting that gives each training patient its out-of-fold linear term (:func:`cross_fitted_offsets`).
 CROSS_FIT_FOLDS = 5
 
-__all__ = ["CROSS_FIT_FOLDS", "cross_fitted_offsets", "fit_start_baseline", "fit_wide_cox", "start_from_wide"]
+__all__ = ["CROSS_FIT_FOLDS", "WideStart", "cross_fitted_offsets", "fit_start_baseline", "fit_wide_cox", "fit_wide_start", "start_from_wide"]
 
 
 @torch.no_grad()
@@ -77,18 +78,19 @@ def _fit_theta(x: np.ndarray, time: np.ndarray, event: np.ndarray, seed: int) ->
 
 
 def fit_wide_cox(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapter], train_ids: Sequence[str],
-                 *, seed: int = 0, batch_size: int = 16) -> torch.Tensor:
+                 *, seed: int = 0, batch_size: int = 16, design: np.ndarray | None = None) -> torch.Tensor:
     """Flat wide-path weights (the column order of :func:`wide_design`) of an elastic-net Cox model fitted on the
     training patients' wide-path inputs; the penalty is chosen by inner CV on those patients only."""
     if model.wide is None:
         raise ValueError("fit_wide_cox: the model has no wide path (model.wide: true)")
-    x = _design(model, cohort, adapters, list(train_ids), batch_size)
+    x = _design(model, cohort, adapters, list(train_ids), batch_size) if design is None else design
     time, event = cohort.survival_arrays(list(train_ids))
     return torch.from_numpy(_fit_theta(x, time, event, seed)).float()
 
 
 def cross_fitted_offsets(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapter], ids: Sequence[str],
-                         *, seed: int = 0, folds: int = CROSS_FIT_FOLDS, batch_size: int = 16) -> dict[str, float]:
+                         *, seed: int = 0, folds: int = CROSS_FIT_FOLDS, batch_size: int = 16,
+                         design: np.ndarray | None = None) -> dict[str, float]:
     """Each patient's linear term from an elastic-net Cox model fitted without that patient (``folds``-fold
     cross-fitting, stratified by event, seeded): the offsets the trunk trains against (stacking, Wolpert 1992;
     van der Laan et al. 2007, "Super Learner"). In-sample, the full fit's term explains the training patients better
@@ -98,7 +100,7 @@ def cross_fitted_offsets(model: MultimodalModel, cohort: Cohort, adapters: Mappi
     if model.wide is None:
         raise ValueError("cross_fitted_offsets: the model has no wide path (model.wide: true)")
     ids = list(ids)
-    x = _design(model, cohort, adapters, ids, batch_size)
+    x = _design(model, cohort, adapters, ids, batch_size) if design is None else design
     time, event = cohort.survival_arrays(ids)
     out = np.zeros(len(ids))
     counts = [int(np.sum(event)), int(np.sum(~event.astype(bool)))]
@@ -109,13 +111,14 @@ def cross_fitted_offsets(model: MultimodalModel, cohort: Cohort, adapters: Mappi
 
 
 def fit_start_baseline(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapter],
-                       ids: Sequence[str], theta: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor | None:
+                       ids: Sequence[str], theta: torch.Tensor, *, batch_size: int = 16,
+                       design: np.ndarray | None = None) -> torch.Tensor | None:
     """The per-bin baseline logits of a proportional discrete-time head that minimize its own loss over ``ids`` with
     the linear term ``design @ theta`` as a fixed offset (None for a head without a baseline, e.g. Cox)."""
     head = model.survival_head
     if not isinstance(head, DiscreteSurvivalHead) or not head.prop:
         return None
-    x = _design(model, cohort, adapters, list(ids), batch_size)
+    x = _design(model, cohort, adapters, list(ids), batch_size) if design is None else design
     offset = torch.from_numpy(x @ theta.double().numpy())
     time, event = cohort.survival_arrays(list(ids))
     # binned exactly as the head's loss bins its (float32) targets: times on a bin edge fall on the same side
@@ -135,6 +138,28 @@ def fit_start_baseline(model: MultimodalModel, cohort: Cohort, adapters: Mapping
     if not torch.isfinite(out).all():  # a bin without events or patients at risk: keep the head's own start
         return None
     return out
+
+
+@dataclass(frozen=True)
+class WideStart:
+    """Everything the closed-form start fits once per fold (shared by every ensemble member)."""
+
+    theta: torch.Tensor  # flat wide-path weights (:func:`fit_wide_cox`)
+    baseline: torch.Tensor | None  # per-bin baseline logits (:func:`fit_start_baseline`)
+    offsets: dict[str, float]  # cross-fitted linear terms the trunk trains against (:func:`cross_fitted_offsets`)
+
+
+def fit_wide_start(model: MultimodalModel, cohort: Cohort, adapters: Mapping[str, Adapter], ids: Sequence[str],
+                   *, seed: int = 0, batch_size: int = 16) -> WideStart:
+    """:func:`fit_wide_cox`, :func:`fit_start_baseline` and :func:`cross_fitted_offsets` on ``ids``, from one pass of
+    the wide-path design over the patients."""
+    if model.wide is None:
+        raise ValueError("fit_wide_start: the model has no wide path (model.wide: true)")
+    ids = list(ids)
+    x = _design(model, cohort, adapters, ids, batch_size)
+    theta = fit_wide_cox(model, cohort, adapters, ids, seed=seed, design=x)
+    return WideStart(theta, fit_start_baseline(model, cohort, adapters, ids, theta, design=x),
+                     cross_fitted_offsets(model, cohort, adapters, ids, seed=seed, design=x))
 
 
 def start_from_wide(model: MultimodalModel, theta: torch.Tensor, baseline: torch.Tensor | None = None) -> None:
