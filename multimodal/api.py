@@ -365,6 +365,7 @@ def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> N
 
     from multimodal.baselines import list_baselines
     from multimodal.registry import list_fusion
+    from multimodal.stack import STACK_WEIGHTS, STACKS
 
     t, m, e = cfg.training, cfg.model, cfg.evaluation
     problems: list[Problem] = []
@@ -400,6 +401,11 @@ def check_experiment(cfg: ExperimentConfig, file: str | Path | None = None) -> N
     need(m.wide_lr_mult > 0, "model.wide_lr_mult", "a number > 0", m.wide_lr_mult)
     need(m.wide_init in ("none", "cox"), "model.wide_init", "'none' or 'cox'", m.wide_init)
     need(m.wide_init == "none" or m.wide, "model.wide_init", "'none' unless model.wide is true", m.wide_init)
+    need(m.stack in STACKS, "model.stack", "one of " + ", ".join(repr(v) for v in STACKS), m.stack)
+    need(m.stack == "none" or m.wide_init == "none", "model.stack",
+         "'none' when model.wide_init is 'cox' (one fitted linear start per model)", m.stack)
+    need(m.stack_weights in STACK_WEIGHTS, "model.stack_weights", "one of " + ", ".join(map(repr, STACK_WEIGHTS)),
+         m.stack_weights)
     need(m.survival_weight >= 0 and m.response_weight >= 0, "model.survival_weight",
          "non-negative loss weights", (m.survival_weight, m.response_weight))
     fusions = list_fusion()

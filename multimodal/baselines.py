@@ -161,6 +161,39 @@ class TabularPreprocessor:
     def fit_transform(self, X: pd.DataFrame) -> pd.DataFrame:
         return self.fit(X).transform(X)
 
+    # ---- persistence (JSON + arrays: no pickle) ----------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted state as (JSON-able dict, arrays); :meth:`from_state` rebuilds the same transform."""
+        def plain(v: Any) -> Any:  # numpy scalars (categories read from a table) as JSON values
+            return v.item() if isinstance(v, np.generic) else v
+
+        meta = {"clip": self.clip, "min_category_count": self.min_category_count, "min_std": self.min_std,
+                "columns": [str(c) for c in self.columns_], "categorical": [str(c) for c in self.categorical_],
+                "numeric": [str(c) for c in self.numeric_], "modes": {str(k): plain(v) for k, v in self.modes_.items()},
+                "categories": {str(k): [plain(v) for v in vs] for k, vs in self.categories_.items()},
+                "feature_names": list(self.feature_names_)}
+        arrays = {"medians": self.medians_.reindex(self.numeric_).to_numpy(np.float64),
+                  "mean": np.asarray(self.mean_, np.float64), "std": np.asarray(self.std_, np.float64),
+                  "keep": np.asarray(self._keep, dtype=np.uint8)}
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> TabularPreprocessor:
+        out = cls(clip=meta["clip"], min_category_count=int(meta["min_category_count"]), min_std=float(meta["min_std"]))
+        out.columns_ = list(meta["columns"])
+        out.categorical_ = list(meta["categorical"])
+        out.numeric_ = list(meta["numeric"])
+        out.medians_ = pd.Series(np.asarray(arrays["medians"], np.float64), index=out.numeric_, dtype=np.float64)
+        out.modes_ = dict(meta["modes"])
+        out.categories_ = {k: list(v) for k, v in dict(meta["categories"]).items()}
+        out.feature_names_ = list(meta["feature_names"])
+        out.mean_ = np.asarray(arrays["mean"], np.float64)
+        out.std_ = np.asarray(arrays["std"], np.float64)
+        out._keep = np.asarray(arrays["keep"]).astype(bool)
+        if int(out._keep.sum()) != len(out.feature_names_) or len(out.mean_) != len(out.feature_names_):
+            raise ValueError("preprocessor state: kept columns, means and feature names differ in number")
+        return out
+
 
 def _select(X: pd.DataFrame, modalities: Sequence[str] | None) -> pd.DataFrame:
     if not isinstance(X, pd.DataFrame):

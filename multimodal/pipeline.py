@@ -6,6 +6,7 @@ Layout of a saved pipeline directory::
     model/config.json        MultimodalConfig (of every member, for an ensemble)
     model/model.safetensors  weights (an ensemble's members under ``members.<k>.``; format 2)
     adapters/<modality>/adapter.json + adapter.safetensors
+    stack/stack.json + stack.safetensors   the pooled stack (``model.stack``; multimodal/stack.py)
     MODEL_CARD.md
 """
 
@@ -37,12 +38,20 @@ from multimodal.calibration import (
 from multimodal.cohorts.cohort import Cohort
 from multimodal.config import from_dict, to_dict
 from multimodal.data import PatientDataset
-from multimodal.errors import InputError, IntegrityError
+from multimodal.errors import ConfigError, InputError, IntegrityError
 from multimodal.io import atomic_dir, check_sealed_json, seal_json, sha256_file, verify_file, write_json_atomic
 from multimodal.model import MultimodalConfig, MultimodalEnsemble, MultimodalModel
 from multimodal.model.ensemble import member_seed
+from multimodal.stack import STACKS, PooledStack, fit_pooled_stack, stack_head
 from multimodal.training import FitResult, TrainingConfig, fit_model, make_accelerator, predict_dataset
-from multimodal.wide_init import WideStart, fit_wide_start, start_from_wide
+from multimodal.wide_init import (
+    WideStart,
+    choose_trunk_scale,
+    fit_offset_baseline,
+    fit_wide_start,
+    start_from_wide,
+    start_trunk_at_zero,
+)
 
 log = logging.getLogger(__name__)
 PIPELINE_FORMAT = 1  # written for a single model
@@ -96,6 +105,15 @@ class ModelConfig:
             model: the wide path is first fitted as an elastic-net Cox model on the training patients, penalty by
             inner CV, then frozen; the survival head starts at zero, so training begins at that linear model and the
             fusion trunk learns what it leaves; multimodal/wide_init.py). Needs `wide: true`.
+        stack: `none`, `pooled_enet` or `pooled_enet_gb` (stacking on the strongest classical models: an elastic-net
+            Cox model, and with `_gb` a gradient-boosted Cox model, on every modality's pooled per-patient features,
+            fitted on the training patients; their calibrated combined risk is a fixed log-hazard offset in the
+            survival head; the fusion trunk starts at zero, trains against cross-fitted offsets, must beat that start
+            on the inner-validation patients and is then shrunk towards it; multimodal/stack.py). For task
+            `response` the same with elastic-net logistic regression (and histogram gradient boosting) and a binary
+            response: their combined log-odds is the offset of the responder logit. Not with `wide_init: cox`.
+        stack_weights: how the stack's candidates are combined: `equal` (their standardized scores averaged, one
+            fitted scale) or `fitted` (non-negative weights fitted on their cross-fitted scores).
     """
 
     d_model: int = 128
@@ -122,6 +140,8 @@ class ModelConfig:
     wide_l2: float = 0.01
     wide_lr_mult: float = 1.0
     wide_init: str = "none"
+    stack: str = "none"
+    stack_weights: str = "equal"
 
 
 def quantile_bin_edges(time: np.ndarray, event: np.ndarray, num_bins: int) -> list[float]:
@@ -219,6 +239,8 @@ class Pipeline:
     adapters: dict[str, Adapter]
     model: MultimodalModel | MultimodalEnsemble
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: the pooled stack whose calibrated risk is every patient's survival offset (``model.stack``)
+    stack: PooledStack | None = None
 
     # ---- training ------------------------------------------------------------------------------------------------
     @classmethod
@@ -258,7 +280,10 @@ class Pipeline:
             raise ValueError(msg)
         torch.manual_seed(seed)
         fitted = {m: a.fit(cohort, list(train_ids)) for m, a in adapters.items()}
-        val_ds = PatientDataset(cohort, fitted, val_ids, train=False, seed=seed) if val_ids else None
+        stacked = _fit_stack(cohort, list(train_ids), fitted, model_config, task, seed)
+        val_ds = PatientDataset(cohort, fitted, val_ids, train=False, seed=seed,
+                                offsets=None if stacked is None else stacked.stack.offsets(cohort, val_ids)
+                                ) if val_ids else None
         members: list[MultimodalModel] = []
         results: list[FitResult] = []
         wide_start: WideStart | None = None  # the closed-form start, fitted once per fold
@@ -274,14 +299,21 @@ class Pipeline:
                     # of the model, so the selection rule compares the start and each epoch on equal terms
                     wide_start = fit_wide_start(model, cohort, fitted, list(train_ids), seed=seed)
                 start_from_wide(model, wide_start.theta, wide_start.baseline)
-            train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=s,
-                                      offsets=None if wide_start is None else wide_start.offsets)
+            offsets = wide_start.offsets if wide_start is not None else None
+            if stacked is not None:  # the model starts as the pooled stack; the trunk learns what it leaves
+                start_trunk_at_zero(model, stacked.baseline, head=stacked.stack.head)
+                offsets = stacked.offsets
+            train_ds = PatientDataset(cohort, fitted, train_ids, train=True, seed=s, offsets=offsets)
             member_dir = None if out_dir is None else (Path(out_dir) / f"member_{k}" if k else out_dir)
             results.append(fit_model(
                 model, train_ds, val_ds, training, seed=s, out_dir=member_dir, accelerator=accelerator,
                 num_classes=max(cohort.response_classes, 2), time_unit=cohort.time_unit,
-                select_start=wide_start is not None,
+                select_start=wide_start is not None or stacked is not None,
             ))
+            if stacked is not None and val_ds is not None and len(val_ds):
+                scale, scores = choose_trunk_scale(model, val_ds, training, num_classes=max(cohort.response_classes, 2),
+                                                   time_unit=cohort.time_unit, head=stacked.stack.head)
+                results[-1].trunk_scale, results[-1].trunk_scale_scores = scale, scores
             members.append(model)
         result = results[0]
         net: MultimodalModel | MultimodalEnsemble = members[0]
@@ -299,6 +331,8 @@ class Pipeline:
             # where the last (open) survival bin's S is read (multimodal.study.discrete_survival_on_grid)
             "max_train_time": float(np.nanmax(cohort.survival_arrays(list(train_ids))[0], initial=0.0)),
             "best_epoch": result.best_epoch,
+            **({"trunk_scale": result.trunk_scale, "trunk_scale_scores": result.trunk_scale_scores}
+               if result.trunk_scale is not None else {}),
             "best_val_score": result.best_score,
             "averaged_epochs": result.averaged_epochs,
             "seed": seed,
@@ -307,8 +341,11 @@ class Pipeline:
         if len(members) > 1:
             meta["ensemble"] = [{"seed": member_seed(seed, k), "best_epoch": r.best_epoch, "best_val_score": r.best_score,
                                  "averaged_epochs": r.averaged_epochs} for k, r in enumerate(results)]
-        pipe = cls(dict(fitted), net, meta)
-        # the inner-validation predictions before any recalibration (metadata has no map yet)
+        if stacked is not None:
+            meta["stack"] = stacked.stack.describe()
+        # the inner-validation predictions before any recalibration (metadata has no map yet), with the stack fitted
+        # on the inner-training patients only: they stay out-of-sample for the recalibration and the references
+        pipe = cls(dict(fitted), net, meta, None if stacked is None else stacked.stack)
         ref = pipe.predict(cohort, list(val_ids)) if val_ids else None
         meta["recalibration"] = fit_recalibration(ref, cohort, net.config, enabled=training.recalibrate,
                                                   last_time=float(cohort.survival_arrays(list(train_ids))[0].max()))
@@ -319,7 +356,20 @@ class Pipeline:
                 from multimodal.explain.reference import attribution_reference as mean_attributions
 
                 meta["attribution_reference"] = mean_attributions(pipe, cohort, list(val_ids))
+        if stacked is not None and val_ids:
+            # the super learner's last step: the chosen linear candidate refitted on every training patient of the fold
+            pipe.stack = fit_pooled_stack(cohort, [*train_ids, *val_ids], stacked.stack.kind,
+                                          stacked.stack.pooled.config, head=stacked.stack.head, seed=seed,
+                                          calibrate_from=stacked.stack).stack
+            meta["stack"]["n_train_final"] = pipe.stack.n_train
+            meta["stack"]["n_nonzero_final"] = pipe.stack.n_nonzero
         return pipe, result
+
+    def dataset(self, cohort: Cohort, patient_ids: Sequence[str], *, train: bool = False, seed: int = 0) -> PatientDataset:
+        """The patients' inputs as this pipeline's model reads them (with the stack's offsets when it has one)."""
+        ids = list(patient_ids)
+        offsets = None if self.stack is None else self.stack.offsets(cohort, ids)
+        return PatientDataset(cohort, self.adapters, ids, train=train, seed=seed, offsets=offsets)
 
     # ---- prediction ----------------------------------------------------------------------------------------------
     def bind(self, cohort: Cohort) -> Pipeline:
@@ -345,7 +395,7 @@ class Pipeline:
         unknown = [p for p in ids if p not in cohort.patients.index]
         if unknown:
             raise InputError(f"unknown patient id(s) {unknown[:5]}", field="patient_id")
-        ds = PatientDataset(cohort, self.adapters, ids, train=False)
+        ds = self.dataset(cohort, ids)
         acc = accelerator or make_accelerator(TrainingConfig())
         cfg = self.model.config
         per_arm = survival_per_arm and cfg.survival == "discrete" and int(cfg.num_arms or 0) > 0
@@ -393,6 +443,8 @@ class Pipeline:
             self.model.save_pretrained(tmp / "model")
             for m, a in self.adapters.items():
                 a.save(tmp / "adapters" / m)
+            if self.stack is not None:
+                self.stack.save(tmp / "stack")
             files = sorted(p for p in tmp.rglob("*") if p.is_file())
             sums = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
             write_pipeline_json(tmp, {
@@ -402,6 +454,7 @@ class Pipeline:
                 "torch_version": torch.__version__,
                 "python": platform.python_version(),
                 "modalities": list(self.adapters),
+                **({"stack": self.stack.kind} if self.stack is not None else {}),
                 "metadata": self.metadata,
                 "sha256": sums,
             })
@@ -454,7 +507,13 @@ class Pipeline:
         if unexpected or [k for k in missing if not k.endswith("edges")]:
             raise IntegrityError(f"{d}/model: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
         model.eval()
-        return cls(adapters, model, metadata)
+        stack = None
+        if meta.get("stack") is not None:
+            if meta["stack"] not in STACKS or meta["stack"] == "none":
+                raise IntegrityError(f"{d}/pipeline.json: unknown 'stack' {meta['stack']!r} (this version reads "
+                                     f"{[k for k in STACKS if k != 'none']})")
+            stack = PooledStack.load(d / "stack")
+        return cls(adapters, model, metadata, stack)
 
 
 # ---- prediction tables (multimodal predict) --------------------------------------------------------------------------
@@ -567,6 +626,39 @@ def _survival_block(new: dict[str, np.ndarray], surv: np.ndarray, labels: Sequen
     for j, lab in enumerate(labels):
         new[f"survival_t{lab}{suffix}"] = surv[:, j]
         new[f"cumhaz_t{lab}{suffix}"] = cumhaz[:, j] + 0.0  # -0.0 -> 0.0
+
+
+@dataclass(frozen=True)
+class _FittedStack:
+    """What ``model.stack`` fits once per fold, before any model is trained (shared by every ensemble member)."""
+
+    stack: PooledStack  # on the inner-training patients
+    offsets: dict[str, float]  # cross-fitted, for training
+    baseline: torch.Tensor | None  # per-bin baseline logits of a discrete-time head with the stack as offset
+
+
+def _fit_stack(cohort: Cohort, train_ids: list[str], adapters: Mapping[str, Adapter], mcfg: ModelConfig, task: str,
+               seed: int) -> _FittedStack | None:
+    if mcfg.stack not in STACKS:
+        raise ConfigError(f"unknown model.stack {mcfg.stack!r}; expected one of {list(STACKS)}", field="model.stack")
+    head = stack_head(mcfg.stack, task)
+    if head is None:
+        return None
+    if head == "response" and cohort.response_classes != 2:
+        raise InputError(f"model.stack {mcfg.stack!r} needs a binary response; cohort {cohort.name!r} has "
+                         f"{cohort.response_classes} classes", field="model.stack")
+    from multimodal.pooled import PooledFeaturesConfig
+
+    gene_sets = next((getattr(a.config, "gene_sets", None) for a in adapters.values()
+                      if getattr(getattr(a, "config", None), "gene_sets", None)), None)
+    pcfg = PooledFeaturesConfig(modalities=tuple(adapters), gene_sets=gene_sets, seed=seed)
+    fit = fit_pooled_stack(cohort, train_ids, mcfg.stack, pcfg, head=head, seed=seed, weights=mcfg.stack_weights)
+    baseline = None
+    if head == "survival":
+        probe = build_model(mcfg, adapters, cohort, train_ids, task=task)  # the head whose baseline is fitted
+        # on the cross-fitted offsets: the scale the start has on patients its candidates did not see
+        baseline = fit_offset_baseline(probe, cohort, train_ids, np.array([fit.offsets[p] for p in train_ids]))
+    return _FittedStack(fit.stack, fit.offsets, baseline)
 
 
 def load_model_config(data: Mapping[str, Any]) -> ModelConfig:

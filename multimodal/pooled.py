@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,8 @@ from multimodal.errors import ConfigError, InputError
 
 __all__ = ["SEP", "PooledFeatures", "PooledFeaturesConfig"]
 
+#: Version of :meth:`PooledFeatures.state`.
+STATE_VERSION = 1
 #: Separator between the modality and the feature name in column names.
 SEP = ":"
 _US_PER_DAY = 86_400e6
@@ -131,14 +133,28 @@ class _SlidePool:
             msg = f"{len(x)} training patch(es) cannot fit {cfg.pca_components} components and {cfg.clusters} clusters"
             raise InputError(msg, field=f"modalities.{self.modality}",
                              hint="lower pca_components / clusters, or check the slides of the training patients")
-        self.pca_ = PCA(n_components=k, random_state=cfg.seed).fit(x)
-        scores = self.pca_.transform(x)
-        self.kmeans_ = KMeans(n_clusters=cfg.clusters, n_init=4, random_state=cfg.seed).fit(scores)
+        pca = PCA(n_components=k, random_state=cfg.seed).fit(x)
+        scores = pca.transform(x)
+        kmeans = KMeans(n_clusters=cfg.clusters, n_init=4, random_state=cfg.seed).fit(scores)
+        # kept as plain arrays: the features of a fitted and of a reloaded extractor come from the same arithmetic
+        self.mean_ = np.asarray(pca.mean_, dtype=np.float64)
+        self.components_ = np.asarray(pca.components_, dtype=np.float64)
+        self.centres_ = np.asarray(kmeans.cluster_centers_, dtype=np.float64)
         self.n_fit_patches_ = len(x)
         return self
 
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return ({"kind": "slides", "sampler": self.state_, "n_fit_patches": self.n_fit_patches_},
+                {"mean": self.mean_, "components": self.components_, "centres": self.centres_})
+
+    def load(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> _SlidePool:
+        self.state_, self.n_fit_patches_ = dict(meta["sampler"]), int(meta["n_fit_patches"])
+        self.mean_, self.components_, self.centres_ = (np.asarray(arrays[k], dtype=np.float64)
+                                                       for k in ("mean", "components", "centres"))
+        return self
+
     def columns(self) -> list[str]:
-        k = self.pca_.n_components_
+        k = self.components_.shape[0]
         names = [f"pc{j}_mean" for j in range(k)] + [f"pc{j}_std" for j in range(k)]
         return names + [f"cluster{c}_frac" for c in range(self.config.clusters)]
 
@@ -154,8 +170,9 @@ class _SlidePool:
         return pd.DataFrame(out, index=pd.Index(ids), columns=self.columns())
 
     def _row(self, x: np.ndarray) -> np.ndarray:
-        s = self.pca_.transform(x)
-        frac = np.bincount(self.kmeans_.predict(s), minlength=self.config.clusters) / len(s)
+        s = (x - self.mean_) @ self.components_.T  # PCA scores (no whitening)
+        nearest = (((s[:, None, :] - self.centres_[None]) ** 2).sum(-1)).argmin(axis=1)  # k-means assignment
+        frac = np.bincount(nearest, minlength=self.config.clusters) / len(s)
         return np.concatenate([s.mean(axis=0), s.std(axis=0), frac])
 
 
@@ -173,12 +190,27 @@ class _GeneSetScores:
         self.config = config
 
     def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> _GeneSetScores:
+        self.adapter_ = self._new_adapter().fit(cohort, list(train_ids))
+        return self
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        tensors = self.adapter_.state_tensors()
+        return ({"kind": "gene_sets", "adapter": self.adapter_.state_json()},
+                {k: v.detach().cpu().numpy() for k, v in tensors.items()})
+
+    def load(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> _GeneSetScores:
+        import torch
+
+        self.adapter_ = self._new_adapter()
+        self.adapter_.load_state({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}, dict(meta["adapter"]))
+        return self
+
+    def _new_adapter(self) -> Any:
         from multimodal.adapters.genomics import GenomicsAdapter, GenomicsAdapterConfig
 
         cfg = GenomicsAdapterConfig(modality=self.modality, tokens="pathways", gene_sets=self.config.gene_sets,
                                     datatypes=("rna",), min_genes_per_set=self.config.gene_set_min_genes)
-        self.adapter_ = GenomicsAdapter(cfg).fit(cohort, list(train_ids))
-        return self
+        return GenomicsAdapter(cfg)
 
     def columns(self) -> list[str]:
         return [f"set:{n}" for n in self.adapter_.stream_spec().slot_names]
@@ -234,6 +266,18 @@ class _EhrSummaries:
         self.n_train_patients_ = len(pids)
         return self
 
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return ({"kind": "ehr", "codes": list(self.codes_), "numeric": list(self.numeric_),
+                 "n_train_patients": self.n_train_patients_}, {})
+
+    def load(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> _EhrSummaries:
+        self.codes_ = tuple(str(c) for c in meta["codes"])
+        self.numeric_ = tuple(bool(v) for v in meta["numeric"])
+        self.n_train_patients_ = int(meta["n_train_patients"])
+        if len(self.codes_) != len(self.numeric_):
+            raise ValueError("pooled EHR state: 'codes' and 'numeric' differ in length")
+        return self
+
     def columns(self) -> list[str]:
         cols = []
         for code, numeric in zip(self.codes_, self.numeric_, strict=True):
@@ -278,6 +322,12 @@ class _Tabular:
         self.modality = modality
 
     def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> _Tabular:
+        return self
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"kind": "table"}, {}
+
+    def load(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> _Tabular:
         return self
 
     def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
@@ -345,6 +395,48 @@ class PooledFeatures:
 
     def fit_transform(self, cohort: Cohort, train_ids: Sequence[str]) -> pd.DataFrame:
         return self.fit(cohort, train_ids).transform(cohort, train_ids)
+
+    # ---- persistence (JSON + arrays: no pickle) ----------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted state as (JSON-able dict, arrays keyed ``"<modality>/<part>/<name>"``); :meth:`from_state`
+        rebuilds an extractor whose :meth:`transform` gives the same table."""
+        if not hasattr(self, "parts_"):
+            raise RuntimeError("PooledFeatures is not fitted; call fit(cohort, train_ids) first")
+        cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()}
+        parts: dict[str, list[dict[str, Any]]] = {}
+        arrays: dict[str, np.ndarray] = {}
+        for m, plist in self.parts_.items():
+            parts[m] = []
+            for i, part in enumerate(plist):
+                meta, arr = part.state()
+                parts[m].append(meta)
+                arrays.update({f"{m}/{i}/{k}": np.ascontiguousarray(v) for k, v in arr.items()})
+        return {"version": STATE_VERSION, "config": cfg, "parts": parts}, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> PooledFeatures:
+        if meta.get("version") != STATE_VERSION:
+            raise ValueError(f"pooled features state version {meta.get('version')!r}, expected {STATE_VERSION}")
+        cfg = dict(meta["config"])
+        if cfg.get("modalities") is not None:
+            cfg["modalities"] = tuple(cfg["modalities"])
+        out = cls(PooledFeaturesConfig(**cfg))
+        kinds = {"slides": _SlidePool, "gene_sets": _GeneSetScores, "ehr": _EhrSummaries}
+        out.parts_ = {}
+        for m, plist in dict(meta["parts"]).items():
+            out.parts_[m] = []
+            for i, pmeta in enumerate(plist):
+                kind = pmeta.get("kind")
+                if kind == "table":
+                    part: Any = _Tabular(m)
+                elif kind in kinds:
+                    part = kinds[kind](m, out.config)
+                else:
+                    raise ValueError(f"pooled features state: unknown part kind {kind!r} for modality {m!r}")
+                prefix = f"{m}/{i}/"
+                part.load(pmeta, {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+                out.parts_[m].append(part)
+        return out
 
 
 def _check_ids(cohort: Cohort, patient_ids: Sequence[str]) -> list[str]:

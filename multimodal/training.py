@@ -115,6 +115,8 @@ class FitResult:
     wrapper: str = ""  # the class that wrapped the model for training (DistributedDataParallel under DDP)
     averaged_epochs: int = 1  # epochs whose weights were averaged into the model (from best_epoch on)
     members: list[FitResult] = field(default_factory=list)  # every ensemble member's result (member 0 first)
+    trunk_scale: float | None = None  # the trunk's term scale chosen after training (multimodal.wide_init)
+    trunk_scale_scores: dict[str, float] | None = None  # inner-validation score per scale tried
 
 
 def make_accelerator(cfg: TrainingConfig, project_dir: Path | None = None, *, cpu: bool | None = None) -> Accelerator:
@@ -294,6 +296,13 @@ def _val_score(model: Any, val_ds: PatientDataset, accelerator: Accelerator, cfg
                            time_unit=time_unit, prepared=True)
     survival = getattr(getattr(accelerator.unwrap_model(model), "config", None), "survival", "discrete")
     return _score(pred, val_ds, selection_metric(cfg.select_metric, "response" if survival == "none" else "survival"))
+
+
+def validation_score(model: Any, val_ds: PatientDataset, cfg: TrainingConfig, *, num_classes: int = 2,
+                     time_unit: str = "days", accelerator: Accelerator | None = None) -> float:
+    """The selection score of ``model`` on ``val_ds`` (higher is better), by ``cfg.select_metric`` as in
+    :func:`fit_model`."""
+    return _val_score(model, val_ds, accelerator or make_accelerator(cfg), cfg, num_classes, time_unit)
 
 
 def fit_model(

@@ -245,8 +245,9 @@ class Batch:
         patient_ids: one id per row.
         survival / response: targets, when known.
         treatment: (B,) int arm index, or None when the study has no arms.
-        offset: (B,) float, a per-patient log-hazard term that replaces the model's wide path *in training only*
-            (cross-fitted stacking, :mod:`multimodal.wide_init`); None otherwise.
+        offset: (B,) float, a per-patient log-hazard term added inside the survival head: with a wide path it replaces
+            the wide path's term *in training only* (cross-fitted stacking, :mod:`multimodal.wide_init`); without one
+            it is the pipeline's pooled stack (:mod:`multimodal.stack`), in training and at inference; None otherwise.
     """
 
     streams: Mapping[str, TokenStream]

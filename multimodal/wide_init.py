@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,10 +37,14 @@ from multimodal.model.losses import discrete_time_nll, discretize_times
 from multimodal.model.modeling import MultimodalModel
 from multimodal.model.wide import load_flat_weights, wide_design
 
+#: Scales of the trunk's term tried after training (:func:`choose_trunk_scale`): 0 = the fitted start, 1 = as trained.
+TRUNK_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Folds of the cross-fitting that gives each training patient its out-of-fold linear term (:func:`cross_fitted_offsets`).
 CROSS_FIT_FOLDS = 5
 
-__all__ = ["CROSS_FIT_FOLDS", "WideStart", "cross_fitted_offsets", "fit_start_baseline", "fit_wide_cox", "fit_wide_start", "start_from_wide"]
+__all__ = ["CROSS_FIT_FOLDS", "TRUNK_SCALES", "WideStart", "choose_trunk_scale", "cross_fitted_offsets", "fit_offset_baseline", "fit_start_baseline",
+           "fit_wide_cox", "fit_wide_start", "start_from_wide", "start_trunk_at_zero",
+           "trunk_layers"]
 
 
 @torch.no_grad()
@@ -119,7 +124,17 @@ def fit_start_baseline(model: MultimodalModel, cohort: Cohort, adapters: Mapping
     if not isinstance(head, DiscreteSurvivalHead) or not head.prop:
         return None
     x = _design(model, cohort, adapters, list(ids), batch_size) if design is None else design
-    offset = torch.from_numpy(x @ theta.double().numpy())
+    return fit_offset_baseline(model, cohort, ids, x @ theta.double().numpy())
+
+
+def fit_offset_baseline(model: MultimodalModel, cohort: Cohort, ids: Sequence[str],
+                        offset: np.ndarray) -> torch.Tensor | None:
+    """The per-bin baseline logits of a proportional discrete-time head that minimize its own loss over ``ids`` with
+    ``offset`` (one log-hazard term per patient of ``ids``) fixed (None for a head without a baseline, e.g. Cox)."""
+    head = model.survival_head
+    if not isinstance(head, DiscreteSurvivalHead) or not head.prop:
+        return None
+    offset = torch.as_tensor(np.asarray(offset, dtype=np.float64))
     time, event = cohort.survival_arrays(list(ids))
     # binned exactly as the head's loss bins its (float32) targets: times on a bin edge fall on the same side
     bins = discretize_times(torch.as_tensor(time, dtype=torch.float32), head.edges.float())
@@ -168,13 +183,60 @@ def start_from_wide(model: MultimodalModel, theta: torch.Tensor, baseline: torch
     if model.wide is None or model.survival_head is None:
         raise ValueError("start_from_wide: the model needs a wide path and a survival head")
     load_flat_weights(model.wide, theta)
-    if baseline is not None:
-        with torch.no_grad():
-            model.survival_head.baseline.copy_(baseline)
     for p in model.wide.parameters():
         p.requires_grad_(False)
-    last = [m for m in model.survival_head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    start_trunk_at_zero(model, baseline)
+
+
+def start_trunk_at_zero(model: MultimodalModel, baseline: torch.Tensor | None = None, *, head: str = "survival") -> None:
+    """Zero the last layer of ``head`` (``survival``, or every arm's ``response`` head): the trunk's term starts at 0,
+    so the model starts as its fixed term (the wide path or the pipeline's stack offset); set a discrete-time head's
+    baseline logits when given."""
+    if baseline is not None and model.survival_head is not None:
+        with torch.no_grad():
+            model.survival_head.baseline.copy_(baseline)
     with torch.no_grad():
-        last.weight.zero_()
-        if last.bias is not None:
-            last.bias.zero_()
+        for last in trunk_layers(model, head):
+            last.weight.zero_()
+            if last.bias is not None:
+                last.bias.zero_()
+
+
+def trunk_layers(model: MultimodalModel, head: str = "survival") -> list[torch.nn.Linear]:
+    """The last linear layer of the survival head, or of each arm's response head: the trunk's whole term there."""
+    heads = [model.survival_head] if head == "survival" else list(model.response_heads or [])
+    if not heads or heads[0] is None:
+        raise ValueError(f"the model has no {head} head")
+    return [[m for m in h.modules() if isinstance(m, torch.nn.Linear)][-1] for h in heads]
+
+
+@torch.no_grad()
+def choose_trunk_scale(model: MultimodalModel, val_ds: PatientDataset, cfg: Any, *, num_classes: int = 2,
+                       time_unit: str = "days", scales: Sequence[float] = TRUNK_SCALES,
+                       head: str = "survival") -> tuple[float, dict[str, float]]:
+    """Shrink the trained trunk's term towards the fitted start: the last layer of ``head`` (:func:`trunk_layers`:
+    the trunk's whole term there; the start's offset and baseline stay) is scaled by the λ of ``scales`` with the best selection
+    score on the inner-validation patients (ties → the smaller λ), the stacking weight of the super learner's two
+    candidates. Returns λ and every λ's score; ``model`` keeps the chosen scale."""
+    from multimodal.training import make_accelerator, validation_score
+
+    layers = trunk_layers(model, head)
+    saved = [(m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone()) for m in layers]
+
+    def scale(lam: float) -> None:
+        for m, (w0, b0) in zip(layers, saved, strict=True):
+            m.weight.copy_(w0 * lam)
+            if b0 is not None:
+                m.bias.copy_(b0 * lam)
+
+    acc = make_accelerator(cfg)
+    scores: dict[str, float] = {}
+    best, best_score = 1.0, -float("inf")
+    for lam in scales:
+        scale(lam)
+        score = validation_score(model, val_ds, cfg, num_classes=num_classes, time_unit=time_unit, accelerator=acc)
+        scores[f"{lam:g}"] = score
+        if np.isfinite(score) and score > best_score + 1e-12:
+            best, best_score = float(lam), score
+    scale(best)
+    return best, scores

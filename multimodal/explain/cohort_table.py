@@ -87,7 +87,7 @@ def _feature(modality: str, token: str) -> str:
 def cohort_attributions(pipe: Pipeline, cohort: Cohort, patient_ids: Sequence[str] | None = None, *,
                         n_steps: int = 16) -> CohortAttributions:
     """Attribute every patient of ``patient_ids`` (default: the cohort's) with ``pipe``'s model (module docstring)."""
-    from multimodal.data import PatientDataset, collate_patients
+    from multimodal.data import collate_patients
     from multimodal.errors import InputError
     from multimodal.explain.attribution import integrated_gradients
     from multimodal.explain.reference import explain_target
@@ -102,7 +102,7 @@ def cohort_attributions(pipe: Pipeline, cohort: Cohort, patient_ids: Sequence[st
     model = pipe.model.eval()
     pipe.bind(cohort)
     target = explain_target(model)
-    ds = PatientDataset(cohort, pipe.adapters, ids, train=False)
+    ds = pipe.dataset(cohort, ids)
     rows: dict[str, dict[str, float]] = {}
     vals: dict[str, dict[str, float]] = {}
     for i, pid in enumerate(ids):

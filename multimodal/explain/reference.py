@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from multimodal.data import PatientDataset, collate_patients
+from multimodal.data import collate_patients
 from multimodal.errors import IntegrityError
 from multimodal.explain.attribution import TokenAttributions, integrated_gradients
 
@@ -49,7 +49,7 @@ def attribution_reference(pipe: Pipeline, cohort: Cohort, patient_ids: list[str]
     target = explain_target(model)
     sums: dict[str, dict[str, list[np.ndarray]]] = {m: defaultdict(list) for m in slots}
     members: dict[str, dict[str, list[np.ndarray]]] = {m: defaultdict(list) for m in slots}
-    ds = PatientDataset(cohort, pipe.adapters, list(patient_ids)[:max_patients], train=False)
+    ds = pipe.dataset(cohort, list(patient_ids)[:max_patients])
     for i in range(len(ds)):
         ig = integrated_gradients(model, collate_patients([ds[i]]), target=target, n_steps=n_steps)
         for m in slots:

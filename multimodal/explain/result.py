@@ -54,6 +54,8 @@ class RiskResult:
     validation_status: dict[str, Any] = field(default_factory=dict)  # validated, chance, metric, mean, ci, text
     endpoint: str | None = None  # the endpoint in words
     response_difference: dict[str, Any] | None = None  # arms [b, a], difference P(b) - P(a), lower, upper
+    # the pooled stack's part of the risk (model.stack): offset, its largest exact terms, n_nonzero (None without one)
+    stack_terms: dict[str, Any] | None = None
     schema_version: int = RISK_RESULT_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from torch import nn
 
 from multimodal import __version__
 from multimodal.calibration import recalibrate_response, recalibrate_survival, recalibrated_parts
-from multimodal.data import PatientDataset, collate_patients
+from multimodal.data import collate_patients
 from multimodal.errors import InputError
 from multimodal.explain.attribution import integrated_gradients, modality_shapley
 from multimodal.explain.genes import gene_effects, set_scores, shares_members
@@ -123,7 +123,7 @@ def explain_patient(
     recalibration = meta.get("recalibration")
     target = explain_target(model)  # what the attributions explain: survival risk, or response for response-only
     reference = read_reference(meta, target)  # checked before any work
-    ds = PatientDataset(cohort, pipe.adapters, [patient_id], train=False)
+    ds = pipe.dataset(cohort, [patient_id])
     item = ds[0]
     batch = collate_patients([item], num_response_classes=max(int(meta.get("response_classes", 2)), 2),
                              time_unit=cohort.time_unit)
@@ -213,6 +213,11 @@ def explain_patient(
         if ev.get("kind") == "slots" and m in pipe.adapters:
             _annotate_genes(ev, pipe.adapters[m], cohort, patient_id, m)
 
+    stack_terms = None
+    if pipe.stack is not None and target == ("risk" if pipe.stack.head == "survival" else "response"):
+        # the stack's part of the output (log hazard / log odds): exact terms, no attribution needed
+        stack_terms = pipe.stack.contributions(cohort, patient_id, top=top_k)
+
     arm_value = cohort.patients.loc[patient_id].get("treatment") if "treatment" in cohort.patients.columns else None
     cutoff = cohort.patients.loc[patient_id].get("prediction_time") if "prediction_time" in cohort.patients.columns else None
     model_hash = meta.get("model_sha256") or _model_hash(model)
@@ -242,7 +247,7 @@ def explain_patient(
         report_date=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d"),
         n_reference=int(ref.size), risk_group_rule=risk_group_rule(int(ref.size)),
         validation_status=validation_status(validation, meta.get("task")),
-        response_difference=response_difference,
+        response_difference=response_difference, stack_terms=stack_terms,
         endpoint=endpoint_text(meta.get("task"), time_unit, str(meta.get("cohort", cohort.name))),
     )
     # every string the report writes: the raw id, and identifiers that may embed it, become the pseudonym

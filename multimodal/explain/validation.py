@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from multimodal.data import PatientDataset, collate_patients
+from multimodal.data import collate_patients
 from multimodal.explain.attribution import integrated_gradients
 from multimodal.explain.genes import set_scores
 
@@ -123,7 +123,7 @@ def validate_explanations(pipe: Any, cohort: Any, ground_truth: dict[str, Any], 
     causal_lab = causal["ehr_codes"][0]
     hr_cluster = causal["high_risk_cluster_id"]
     for pid in patient_ids:
-        item = PatientDataset(cohort, pipe.adapters, [pid])[0]
+        item = pipe.dataset(cohort, [pid])[0]
         batch = collate_patients([item])
         res = integrated_gradients(model, batch, n_steps=n_steps)
         if "genomics" in res.tokens:

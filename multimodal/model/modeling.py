@@ -241,10 +241,11 @@ class MultimodalModel(MultimodalPreTrainedModel):
 
     # ---- heads -------------------------------------------------------------------------------------------------
     def _heads(self, h: Tensor, h_response: Tensor | None = None, arm: Tensor | int | None = None,
-               offset: Tensor | None = None) -> dict[str, Tensor]:
+               offset: Tensor | None = None, response_offset: Tensor | None = None) -> dict[str, Tensor]:
         """Head outputs; the response is that of ``arm`` (a per-patient index tensor or one arm for all).
 
-        ``offset`` (B,) is the wide path's log-hazard term, added inside the survival head."""
+        ``offset`` (B,) is a log-hazard term (the wide path's, or the pooled stack's) added inside the survival head;
+        ``response_offset`` (B,) a log-odds term added to the last response class's logit (binary response)."""
         out: dict[str, Tensor] = {}
         if self.survival_head is not None:
             out.update(self.survival_head(h, offset) if offset is not None else self.survival_head(h))
@@ -256,6 +257,8 @@ class MultimodalModel(MultimodalPreTrainedModel):
                 # config). Never in eval mode: attributions need the true gradients of the response.
                 hr = hr * g + hr.detach() * (1.0 - g) if g > 0 else hr.detach()
             per = [rh(hr) for rh in self.response_heads]  # every arm's head runs (DDP: no unused parameters)
+            if response_offset is not None:
+                per = [_with_response_offset(o, response_offset) for o in per]
             if isinstance(arm, int) or len(per) == 1:
                 out.update(per[arm if isinstance(arm, int) else 0])
             else:
@@ -271,24 +274,30 @@ class MultimodalModel(MultimodalPreTrainedModel):
         self, batch: Batch, *, per_arm: bool = False, token_overrides: dict[str, Tensor] | None = None,
     ) -> MultimodalOutput:
         fused, present, wide = self._encode(batch, token_overrides)
-        if self.training and wide is not None and batch.offset is not None:
-            # cross-fitted stacking (multimodal.wide_init): in training the frozen linear term is each patient's
-            # out-of-fold prediction, so the trunk learns what that term leaves on patients it did not see
-            wide = batch.offset.to(device=wide.device, dtype=wide.dtype)
+        response_offset = None
+        if batch.offset is not None and self.survival_head is None and self.response_heads is not None:
+            # a response-only model: the offset is the pooled stack's log-odds of the responder class
+            response_offset = batch.offset.to(device=fused.device, dtype=fused.dtype)
+        elif batch.offset is not None and (wide is None or self.training):
+            # stacking: without a wide path the offset is the pipeline's pooled stack (multimodal.stack), in training
+            # and at inference; with one, in training only, the frozen linear term is each patient's out-of-fold
+            # prediction (multimodal.wide_init), so the trunk learns what that term leaves on patients it did not see
+            wide = batch.offset.to(device=fused.device, dtype=fused.dtype)
         h, arm = fused, None
         if self.arm_emb is not None:
             arm = batch.treatment if batch.treatment is not None else torch.zeros(
                 batch.batch_size, dtype=torch.long, device=fused.device)
             arm = arm.to(fused.device).long()
             h = fused + self.arm_emb(arm)
-        heads = self._heads(h, fused, arm, wide)
+        heads = self._heads(h, fused, arm, wide, response_offset)
         out = MultimodalOutput(
             risk=heads["risk"], fused=fused, hazards=heads.get("hazards"), survival=heads.get("survival"),
             log_hz=heads.get("log_hz"), response_logits=heads.get("response_logits"),
             response_prob=heads.get("response_prob"), present=present,
         )
         if per_arm and self.arm_emb is not None:
-            arms = [self._heads(fused + self.arm_emb.weight[a], fused, a, wide) for a in range(self.config.num_arms)]
+            arms = [self._heads(fused + self.arm_emb.weight[a], fused, a, wide, response_offset)
+                    for a in range(self.config.num_arms)]
             out.risk_per_arm = torch.stack([a["risk"] for a in arms], dim=1)
             if "survival" in arms[0]:
                 out.survival_per_arm = torch.stack([a["survival"] for a in arms], dim=1)
@@ -382,3 +391,12 @@ class _PatchChunks:
             emb = self.model.modality_emb[m].reshape(1, -1)
             out[m] = self._sums[m] / cnt.clamp(min=1) - emb * (cnt > 0).to(emb.dtype)
         return out
+
+
+def _with_response_offset(out: dict[str, Tensor], offset: Tensor) -> dict[str, Tensor]:
+    """A response head's output with ``offset`` (B,) added to the last class's logit (probabilities recomputed)."""
+    logits = out["response_logits"]
+    shift = torch.zeros_like(logits)
+    shift[:, -1] = offset.to(logits.dtype)
+    logits = logits + shift
+    return {**out, "response_logits": logits, "response_prob": torch.softmax(logits.float(), dim=-1)}

@@ -17,7 +17,7 @@ from multimodal.study_frame import StudyResult, study_frame
 
 REPO = Path(__file__).resolve().parents[2]
 SETS = ["training.epochs=2", "training.batch_size=8", "training.patience=5", "model.d_model=16",
-        "model.num_latents=2", "model.depth=1", "model.ensemble=2", "model.wide_init=none", "evaluation.folds=2",
+        "model.num_latents=2", "model.depth=1", "model.ensemble=2", "model.stack=none", "evaluation.folds=2",
         "evaluation.ablations=false", "evaluation.baselines=[coxph_clinical]", "evaluation.bootstrap=10",
         "task=survival"]
 

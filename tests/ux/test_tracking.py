@@ -34,7 +34,7 @@ def test_study_logs_every_fold_model_and_member_to_tensorboard(tmp_path):
     cfg = load_experiment(REPO / "configs" / "demo.yaml", [
         f"data.manifest={manifest}", "task=survival", "training.epochs=2", "training.patience=5",
         "training.log_with=tensorboard", "model.d_model=16", "model.num_latents=2", "model.depth=1",
-        "model.ensemble=2", "model.wide_init=none", "evaluation.folds=2", "evaluation.ablations=false",
+        "model.ensemble=2", "model.stack=none", "evaluation.folds=2", "evaluation.ablations=false",
         "evaluation.baselines=[]", "evaluation.bootstrap=0"])
     out = tmp_path / "run"
     summary = Study(cfg).run(out)
