@@ -156,13 +156,37 @@ def _hgb_arrays(est: Any) -> dict[str, np.ndarray]:
     }
 
 
-def _fit_candidate(name: str, x: pd.DataFrame, time: np.ndarray, event: np.ndarray, seed: int) -> FittedCandidate:
-    """``name`` fitted on ``x``; survival candidates read (time, event), response ones the labels in ``time``."""
+def _enet_logistic_fixed(x: pd.DataFrame, y: np.ndarray, like: FittedCandidate, seed: int) -> FittedCandidate:
+    """Elastic-net logistic regression with the penalty ``like`` chose by its inner CV (cross-fits reuse it: the
+    inner CV of the saga solver on ~2,000 columns is the slow part, and only the penalty is shared)."""
+    import inspect
+
+    from sklearn.linear_model import LogisticRegression
+
+    cfg = EnetLogisticConfig(seed=seed)
+    prep = TabularPreprocessor(clip=cfg.clip).fit(x)
+    kwargs: dict[str, Any] = {"C": like.scalars["C"], "l1_ratio": like.scalars.get("l1_ratio", cfg.l1_ratios[0]),
+                              "solver": "saga", "max_iter": cfg.max_iter, "random_state": seed}
+    if inspect.signature(LogisticRegression).parameters["penalty"].default != "deprecated":
+        kwargs["penalty"] = "elasticnet"
+    est = LogisticRegression(**kwargs).fit(prep.transform(x).to_numpy(), y)
+    return FittedCandidate("enet_logistic", prep, {"coef": np.asarray(est.coef_[0], dtype=np.float64)},
+                           {"intercept": float(est.intercept_[0]), "C": like.scalars["C"]})
+
+
+def _fit_candidate(name: str, x: pd.DataFrame, time: np.ndarray, event: np.ndarray, seed: int,
+                   like: FittedCandidate | None = None) -> FittedCandidate:
+    """``name`` fitted on ``x``; survival candidates read (time, event), response ones the labels in ``time``.
+    ``like``: the same candidate fitted on all rows, whose tuned penalty a cross-fit may reuse."""
+    if name == "enet_logistic" and like is not None:
+        return _enet_logistic_fixed(x, time, like, seed)
     if name == "enet_logistic":
         lr = EnetLogisticBaseline(EnetLogisticConfig(seed=seed)).fit(x, time)
         est = lr.estimator_
+        l1 = getattr(est, "l1_ratio_", None)
         return FittedCandidate(name, lr.preprocessor_, {"coef": np.asarray(est.coef_[0], dtype=np.float64)},
-                               {"intercept": float(est.intercept_[0]), "C": float(np.ravel(est.C_)[0])})
+                               {"intercept": float(est.intercept_[0]), "C": float(np.ravel(est.C_)[0]),
+                                **({"l1_ratio": float(np.ravel(l1)[0])} if l1 is not None else {})})
     if name == "gradient_boosting":
         gb = GradientBoostingBaseline(GradientBoostingConfig(seed=seed)).fit(x, time)
         arrays = _hgb_arrays(gb.estimator_)
@@ -401,7 +425,8 @@ def fit_pooled_stack(cohort: Cohort, train_ids: Sequence[str], kind: str, pooled
     cross = np.zeros((len(rows), len(names)))
     for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(rows)), ev):
         for j, n in enumerate(names):
-            cross[te, j] = _fit_candidate(n, xs.iloc[tr], target[tr], event[tr], seed).score(xs.iloc[te])
+            cross[te, j] = _fit_candidate(n, xs.iloc[tr], target[tr], event[tr], seed,
+                                          like=cands[j]).score(xs.iloc[te])
     centre = cross.mean(axis=0)
     spread = np.where(cross.std(axis=0) > 1e-12, cross.std(axis=0), 1.0)
     z = (cross - centre) / spread

@@ -199,6 +199,10 @@ class Study:
         pred = pipe.predict(c, test, batch_size=cfg.training.eval_batch_size)
         train_pred = pipe.predict(c, inner_tr, batch_size=cfg.training.eval_batch_size) if pipe.model.config.survival == "cox" else None
         extra = {"member_best_epochs": [r.best_epoch for r in fit.members]} if fit.members else {}
+        if fit.trunk_scale is not None:  # the pooled stack: how much of the trained trunk was kept (0 = the stack)
+            extra["trunk_scale"] = fit.trunk_scale
+            if fit.members:
+                extra["member_trunk_scales"] = [r.trunk_scale for r in fit.members]
         if name == "multimodal" and cfg.evaluation.drop_test_modality and cfg.task != "response":
             extra.update(self._dropped_modality_score(pipe, fold, test, pred))
         return MethodResult(name, pred, {"best_epoch": fit.best_epoch, "inner_val_score": fit.best_score, **extra,
