@@ -25,3 +25,17 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo_config() -> Path:
     return Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+
+
+@pytest.fixture(scope="session")
+def start_cohort(tmp_path_factory: pytest.TempPathFactory):
+    """(cohort, experiment config) of 160 synthetic patients: enough events for the fitted starts (wide path, stack)."""
+    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
+    from multimodal.experiment import load_cohort, load_experiment
+
+    out = tmp_path_factory.mktemp("start") / "syn"
+    manifest = generate_synthetic_cohort(out, SyntheticConfig(patients=160, seed=4, patches_per_slide=40, embed_dim=16,
+                                                              n_genes=60, n_pathways=6))
+    cfg = load_experiment(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml",
+                          [f"data.manifest={manifest}", "adapters.pathology.max_patches=16"])
+    return load_cohort(cfg.data), cfg

@@ -22,15 +22,8 @@ MODEL = ModelConfig(d_model=16, num_latents=2, depth=1, num_heads=2, stack="pool
 
 
 @pytest.fixture(scope="module")
-def cohort_and_config(tmp_path_factory: pytest.TempPathFactory):
-    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
-    from multimodal.experiment import load_cohort, load_experiment
-
-    out = tmp_path_factory.mktemp("stack") / "syn"
-    manifest = generate_synthetic_cohort(out, SyntheticConfig(patients=160, seed=4, patches_per_slide=40, embed_dim=16,
-                                                              n_genes=60, n_pathways=6))
-    cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", "adapters.pathology.max_patches=16"])
-    return load_cohort(cfg.data), cfg
+def cohort_and_config(start_cohort):
+    return start_cohort
 
 
 def test_pooled_features_and_preprocessor_round_trip_through_json_and_arrays(cohort_and_config):

@@ -18,15 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def cohort_and_adapters(tmp_path_factory: pytest.TempPathFactory):
-    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
-    from multimodal.experiment import load_cohort, load_experiment, make_adapters
+def cohort_and_adapters(start_cohort):
+    from multimodal.experiment import make_adapters
 
-    out = tmp_path_factory.mktemp("wide_init") / "syn"
-    manifest = generate_synthetic_cohort(out, SyntheticConfig(patients=160, seed=4, patches_per_slide=40, embed_dim=16,
-                                                              n_genes=60, n_pathways=6))
-    cfg = load_experiment(REPO / "configs" / "demo.yaml", [f"data.manifest={manifest}", "adapters.pathology.max_patches=16"])
-    c = load_cohort(cfg.data)
+    c, cfg = start_cohort
     ids = c.patient_ids[:120]
     adapters = {m: a.fit(c, ids) for m, a in make_adapters(cfg).items()}
     return c, adapters, ids
