@@ -47,8 +47,9 @@ def test_wrapper_output_equals_model(trained):
     pipe.model.eval()
     fwd = BatchForward(pipe.model, b)
     with torch.no_grad():
-        assert torch.equal(fwd(*fwd.inputs()), pipe.model(b).risk)
-        assert torch.equal(fwd.plain(), pipe.model(b).risk)
+        # the same computation; the wrapper's token-override path may reassociate floating-point sums (ulp-level)
+        torch.testing.assert_close(fwd(*fwd.inputs()), pipe.model(b).risk, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(fwd.plain(), pipe.model(b).risk, rtol=1e-5, atol=1e-7)
 
 
 def test_integrated_gradients_completeness_within_one_percent(trained):

@@ -21,6 +21,9 @@ DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 OVERRIDES = [
     "training.epochs=12", "training.batch_size=16", "training.progress=false", "training.val_fraction=0",
     "model.d_model=32", "model.num_latents=4", "model.depth=1", "adapters.pathology.max_patches=64",
+    # the attributions explain the fusion trunk's part of the output; with the pooled stack the slide signal it carries
+    # is listed in the stack's terms (RiskResult.stack_terms), not in patch attributions (docs/fusion.md)
+    "model.stack=none",
 ]
 
 
