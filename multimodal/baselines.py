@@ -423,6 +423,15 @@ class CoxnetBaseline(_SksurvBaseline):
         z = super()._z(X)
         return z if self.selected_ is None else z[:, self.selected_]
 
+    def coefficients(self) -> np.ndarray:
+        """Coefficients at the chosen penalty, one per preprocessor feature (standardized scale; 0 where a column was
+        left out by ``max_features``)."""
+        est = self.estimator_
+        j = int(np.argmin(np.abs(np.asarray(est.alphas_) - self.alpha_)))
+        coef = np.zeros(len(self.preprocessor_.feature_names_))
+        coef[np.arange(coef.size) if self.selected_ is None else self.selected_] = np.asarray(est.coef_[:, j], float)
+        return coef
+
     def _predict_kwargs(self) -> dict[str, Any]:
         return {"alpha": self.alpha_}
 

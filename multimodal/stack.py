@@ -196,12 +196,7 @@ def _fit_candidate(name: str, x: pd.DataFrame, time: np.ndarray, event: np.ndarr
         return FittedCandidate(name, gb.preprocessor_, arrays, {"learning_rate": 1.0, "init": init, "float32": 0.0})
     if name == "coxnet":
         cox = CoxnetBaseline(CoxnetConfig(seed=seed)).fit(x, time, event)
-        est = cox.estimator_
-        j = int(np.argmin(np.abs(np.asarray(est.alphas_) - cox.alpha_)))
-        coef = np.zeros(len(cox.preprocessor_.feature_names_))
-        sel = np.arange(coef.size) if cox.selected_ is None else cox.selected_
-        coef[sel] = np.asarray(est.coef_[:, j], dtype=np.float64)
-        return FittedCandidate(name, cox.preprocessor_, {"coef": coef}, {"alpha": float(cox.alpha_)})
+        return FittedCandidate(name, cox.preprocessor_, {"coef": cox.coefficients()}, {"alpha": float(cox.alpha_)})
     if name == "gbsa":
         gb = GBSABaseline(GBSAConfig(seed=seed)).fit(x, time, event)
         trees = [e.tree_ for e in np.asarray(gb.estimator_.estimators_).ravel()]

@@ -68,17 +68,9 @@ def _fit_theta(x: np.ndarray, time: np.ndarray, event: np.ndarray, seed: int) ->
     cols = [f"wide:{j}" for j in range(x.shape[1])]
     cox = create_baseline("coxnet", clip=None, seed=seed, modalities=None)
     cox.fit(pd.DataFrame(x, columns=cols), time, event)
-    est = cox.estimator_
-    j = int(np.argmin(np.abs(np.asarray(est.alphas_) - cox.alpha_)))
-    coef = np.asarray(est.coef_[:, j], dtype=np.float64)
     prep = cox.preprocessor_
-    kept = prep.kept_indices
-    if cox.selected_ is not None:
-        kept, std = kept[cox.selected_], np.asarray(prep.std_)[cox.selected_]
-    else:
-        std = np.asarray(prep.std_)
     theta = np.zeros(x.shape[1])
-    theta[kept] = coef / std
+    theta[prep.kept_indices] = cox.coefficients() / np.asarray(prep.std_)
     return theta
 
 
