@@ -42,7 +42,7 @@ from multimodal.errors import ConfigError, InputError, IntegrityError
 from multimodal.io import atomic_dir, check_sealed_json, seal_json, sha256_file, verify_file, write_json_atomic
 from multimodal.model import MultimodalConfig, MultimodalEnsemble, MultimodalModel
 from multimodal.model.ensemble import member_seed
-from multimodal.stack import STACKS, PooledStack, fit_pooled_stack, stack_head
+from multimodal.stack import STACKS, PooledStack, fit_pooled_stack, stack_head, stack_structure
 from multimodal.training import FitResult, TrainingConfig, fit_model, make_accelerator, predict_dataset
 from multimodal.wide_init import (
     WideStart,
@@ -112,6 +112,10 @@ class ModelConfig:
             on the inner-validation patients and is then shrunk towards it; multimodal/stack.py). For task
             `response` the same with elastic-net logistic regression (and histogram gradient boosting) and a binary
             response: their combined log-odds is the offset of the responder logit. Not with `wide_init: cox`.
+            `pooled_enet_structure` / `pooled_enet_gb_structure`: the same plus a twin of the linear model that also
+            reads the structure features (tissue co-localisation on the patch grid, lab kinetics over 90 days,
+            gene-set x mutation products: multimodal/pooled.py); `stack_weights: fitted` lets the inner cross-fit
+            decide how much each twin counts.
         stack_weights: how the stack's candidates are combined: `equal` (their standardized scores averaged, one
             fitted scale) or `fitted` (non-negative weights fitted on their cross-fitted scores).
     """
@@ -651,7 +655,8 @@ def _fit_stack(cohort: Cohort, train_ids: list[str], adapters: Mapping[str, Adap
 
     gene_sets = next((getattr(a.config, "gene_sets", None) for a in adapters.values()
                       if getattr(getattr(a, "config", None), "gene_sets", None)), None)
-    pcfg = PooledFeaturesConfig(modalities=tuple(adapters), gene_sets=gene_sets, seed=seed)
+    pcfg = PooledFeaturesConfig(modalities=tuple(adapters), gene_sets=gene_sets, seed=seed,
+                                structure=stack_structure(mcfg.stack))
     fit = fit_pooled_stack(cohort, train_ids, mcfg.stack, pcfg, head=head, seed=seed, weights=mcfg.stack_weights)
     baseline = None
     if head == "survival":

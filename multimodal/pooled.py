@@ -27,6 +27,20 @@ Per modality kind (the cohort's source type decides):
   from two or more distinct times).
 * **clinical** (:class:`ClinicalSource`): the table as is (categoricals as pandas categoricals).
 
+``structure`` adds families of features that see structure a per-modality mean cannot (none by default: the
+baselines of the study read the features above; the pooled stack of ``model.stack_features`` may add them):
+
+* ``spatial`` (slides): for every ordered pair of k-means clusters (a, b), the share of a's patches with at least one
+  b patch among their 8 grid neighbours on the same slide (``nbr<a>_<b>``; grid = ``coords // patch_size_level0``):
+  a tissue co-localisation score, e.g. lymphocytes in contact with tumour (TILs) vs lymphocytes in distant stroma.
+  A patient whose slides carry no coordinates gets missing values.
+* ``kinetics`` (MEDS): per numeric code, the change of its latest value since the latest value at least
+  ``kinetics_window_days`` before the prediction time (``<code>:change<W>d``): a log ratio for codes whose training
+  values are all positive (marker kinetics: PSA doubling time, CEA velocity), else a difference.
+* ``interactions`` (omics with gene-set scores): the product of each standardized gene-set score with each mutation
+  column (``<GENE>_mut``) carried by at least ``interaction_min_prevalence`` of the training patients, centred at
+  its training prevalence (``set:<name>*<GENE>_mut``): an expression programme whose effect depends on the genotype.
+
 Example::
 
     pooled = PooledFeatures(PooledFeaturesConfig(gene_sets="omics/pathways.gmt")).fit(cohort, train_ids)
@@ -47,13 +61,15 @@ from multimodal.cohorts.cohort import Cohort
 from multimodal.cohorts.sources import ClinicalSource, MedsSource, OmicsSource, SlideSource
 from multimodal.errors import ConfigError, InputError
 
-__all__ = ["SEP", "PooledFeatures", "PooledFeaturesConfig"]
+__all__ = ["SEP", "STRUCTURE", "PooledFeatures", "PooledFeaturesConfig", "neighbour_shares"]
 
 #: Version of :meth:`PooledFeatures.state`.
 STATE_VERSION = 1
 #: Separator between the modality and the feature name in column names.
 SEP = ":"
 _US_PER_DAY = 86_400e6
+#: The ``structure`` feature families (module docstring).
+STRUCTURE = ("spatial", "kinetics", "interactions")
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,10 @@ class PooledFeaturesConfig:
         ehr_min_patients: an EHR code enters the vocabulary when at least this many training patients have it.
         ehr_max_codes: vocabulary cap: the codes of the most training patients.
         seed: seed of the patch samples, the PCA and the k-means.
+        structure: extra feature families, any of :data:`STRUCTURE` (see the module docstring).
+        kinetics_window_days: the look-back of the ``kinetics`` change (days before the prediction time).
+        interaction_min_prevalence: a mutation column enters ``interactions`` when at least this share of the
+            training patients with omics carry it.
     """
 
     modalities: tuple[str, ...] | None = None
@@ -86,8 +106,21 @@ class PooledFeaturesConfig:
     ehr_min_patients: int = 5
     ehr_max_codes: int = 64
     seed: int = 0
+    structure: tuple[str, ...] = ()
+    kinetics_window_days: float = 90.0
+    interaction_min_prevalence: float = 0.05
 
     def __post_init__(self) -> None:
+        unknown = [f for f in self.structure if f not in STRUCTURE]
+        if unknown:
+            raise ConfigError(f"unknown structure feature family {unknown[0]!r}; expected any of {list(STRUCTURE)}",
+                              field="structure")
+        if not self.kinetics_window_days > 0:
+            raise ConfigError(f"expected a positive number of days, got {self.kinetics_window_days!r}",
+                              field="kinetics_window_days")
+        if not 0 < self.interaction_min_prevalence < 1:
+            raise ConfigError(f"expected a share in (0, 1), got {self.interaction_min_prevalence!r}",
+                              field="interaction_min_prevalence")
         for name in ("pca_components", "clusters", "fit_patches_per_patient", "fit_max_patches",
                      "patches_per_patient", "gene_set_min_genes", "ehr_min_patients", "ehr_max_codes"):
             if getattr(self, name) < 1:
@@ -153,10 +186,19 @@ class _SlidePool:
                                                        for k in ("mean", "components", "centres"))
         return self
 
+    @property
+    def spatial(self) -> bool:
+        return "spatial" in self.config.structure
+
     def columns(self) -> list[str]:
-        k = self.components_.shape[0]
+        k, c = self.components_.shape[0], self.config.clusters
         names = [f"pc{j}_mean" for j in range(k)] + [f"pc{j}_std" for j in range(k)]
-        return names + [f"cluster{c}_frac" for c in range(self.config.clusters)]
+        names += [f"cluster{j}_frac" for j in range(c)]
+        return names + self.structure_columns()
+
+    def structure_columns(self) -> list[str]:
+        c = self.config.clusters
+        return [f"nbr{a}_{b}" for a in range(c) for b in range(c)] if self.spatial else []
 
     def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
         reader = self._adapter(cohort, self.config.patches_per_patient, self.state_)
@@ -164,16 +206,60 @@ class _SlidePool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for i, pid in enumerate(ids):
-                x = reader.transform(pid, train=True, seed=0).features[0].numpy()
-                if len(x):
-                    out[i] = self._row(x.astype(np.float64))
+                stream = reader.transform(pid, train=True, seed=0)
+                x = stream.features[0].numpy()
+                if not len(x):
+                    continue
+                row = self._row(x.astype(np.float64))
+                if self.spatial:
+                    grid = None
+                    if all(stream.meta.get("has_coords", [False])):
+                        grid = (stream.positions[0].numpy(), stream.slide_index[0].numpy())
+                    row = np.concatenate([row, self._neighbours(x.astype(np.float64), grid)])
+                out[i] = row
         return pd.DataFrame(out, index=pd.Index(ids), columns=self.columns())
 
-    def _row(self, x: np.ndarray) -> np.ndarray:
+    def _assign(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = (x - self.mean_) @ self.components_.T  # PCA scores (no whitening)
-        nearest = (((s[:, None, :] - self.centres_[None]) ** 2).sum(-1)).argmin(axis=1)  # k-means assignment
+        return s, (((s[:, None, :] - self.centres_[None]) ** 2).sum(-1)).argmin(axis=1)  # k-means assignment
+
+    def _row(self, x: np.ndarray) -> np.ndarray:
+        s, nearest = self._assign(x)
         frac = np.bincount(nearest, minlength=self.config.clusters) / len(s)
         return np.concatenate([s.mean(axis=0), s.std(axis=0), frac])
+
+    def _neighbours(self, x: np.ndarray, grid: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        c = self.config.clusters
+        if grid is None:
+            return np.full(c * c, np.nan)
+        return neighbour_shares(self._assign(x)[1], grid[0], grid[1], c).ravel()
+
+
+def neighbour_shares(labels: np.ndarray, positions: np.ndarray, slide: np.ndarray, k: int) -> np.ndarray:
+    """(k, k): entry (a, b) = share of the label-a patches with at least one label-b patch among their 8 neighbours on
+    the patch grid of the same slide (0 where no patch has label a)."""
+    n = len(labels)
+    out = np.zeros((k, k))
+    if n == 0:
+        return out
+    lab = np.asarray(labels, dtype=np.int64)
+    px, py = (np.rint(positions[:, j]).astype(np.int64) for j in (0, 1))
+    px, py = px - px.min() + 1, py - py.min() + 1  # a one-cell margin: neighbour offsets never wrap a row
+    w, h = int(px.max()) + 2, int(py.max()) + 2
+    key = (np.asarray(slide, dtype=np.int64) * h + py) * w + px
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    has = np.zeros((n, k), dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dx == dy == 0:
+                continue
+            q = key + dy * w + dx
+            i = np.minimum(np.searchsorted(sorted_key, q), n - 1)
+            hit = np.flatnonzero(sorted_key[i] == q)
+            has[hit, lab[order[i[hit]]]] = True
+    np.add.at(out, lab, has.astype(np.float64))
+    return out / np.maximum(np.bincount(lab, minlength=k), 1)[:, None]
 
 
 # ---- omics -----------------------------------------------------------------------------------------------------------
@@ -214,6 +300,9 @@ class _GeneSetScores:
 
     def columns(self) -> list[str]:
         return [f"set:{n}" for n in self.adapter_.stream_spec().slot_names]
+
+    def structure_columns(self) -> list[str]:
+        return []
 
     def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
         self.adapter_.bind(cohort)
@@ -263,26 +352,42 @@ class _EhrSummaries:
                        key=lambda i: (-int(patients[i]), ev.codes[i]))[: self.config.ehr_max_codes]
         self.codes_ = tuple(ev.codes[i] for i in order)
         self.numeric_ = tuple(bool(has_value[i]) for i in order)
+        finite = np.isfinite(ev.value)
+        nonpositive = np.bincount(ev.raw[finite & (ev.value <= 0)], minlength=len(ev.codes)) > 0
+        self.positive_ = tuple(bool(has_value[i] and not nonpositive[i]) for i in order)  # kinetics on the log scale
         self.n_train_patients_ = len(pids)
         return self
 
+    @property
+    def kinetics(self) -> bool:
+        return "kinetics" in self.config.structure
+
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return ({"kind": "ehr", "codes": list(self.codes_), "numeric": list(self.numeric_),
-                 "n_train_patients": self.n_train_patients_}, {})
+                 "positive": list(self.positive_), "n_train_patients": self.n_train_patients_}, {})
 
     def load(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> _EhrSummaries:
         self.codes_ = tuple(str(c) for c in meta["codes"])
         self.numeric_ = tuple(bool(v) for v in meta["numeric"])
+        self.positive_ = tuple(bool(v) for v in meta.get("positive", [False] * len(self.codes_)))
         self.n_train_patients_ = int(meta["n_train_patients"])
-        if len(self.codes_) != len(self.numeric_):
-            raise ValueError("pooled EHR state: 'codes' and 'numeric' differ in length")
+        if not len(self.codes_) == len(self.numeric_) == len(self.positive_):
+            raise ValueError("pooled EHR state: 'codes', 'numeric' and 'positive' differ in length")
         return self
+
+    def _change_name(self, code: str) -> str:
+        return f"{code}:change{self.config.kinetics_window_days:g}d"
 
     def columns(self) -> list[str]:
         cols = []
         for code, numeric in zip(self.codes_, self.numeric_, strict=True):
             cols += [f"{code}:count"] + ([f"{code}:last", f"{code}:slope"] if numeric else [])
-        return cols
+        return cols + self.structure_columns()
+
+    def structure_columns(self) -> list[str]:
+        if not self.kinetics:
+            return []
+        return [self._change_name(c) for c, numeric in zip(self.codes_, self.numeric_, strict=True) if numeric]
 
     def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
         from multimodal.adapters.ehr import code_trends
@@ -295,12 +400,8 @@ class _EhrSummaries:
         known = j >= 0
         count = np.zeros((len(pids), v))
         np.add.at(count, (ev.pidx[known], j[known]), 1.0)
-        last = np.full((len(pids), v), np.nan)
         ok = known & np.isfinite(ev.value)
-        rows = np.flatnonzero(ok)[::-1]  # rows are sorted by (patient, time): the first seen backwards is the latest
-        key = ev.pidx[rows].astype(np.int64) * max(v, 1) + j[rows]
-        _, first = np.unique(key, return_index=True)
-        last[ev.pidx[rows[first]], j[rows[first]]] = ev.value[rows[first]]
+        last = _latest(ev.pidx, j, ev.value, ok, (len(pids), v))
         slope = np.full((len(pids), v), np.nan)
         timed = ok & ~ev.static
         p, c, s, _ = code_trends(ev.pidx[timed], j[timed].astype(np.int32), ev.dt_us[timed] / _US_PER_DAY,
@@ -309,9 +410,30 @@ class _EhrSummaries:
         blocks = []
         for jj, numeric in enumerate(self.numeric_):
             blocks += [count[:, jj]] + ([last[:, jj], slope[:, jj]] if numeric else [])
+        if self.kinetics:
+            before = _latest(ev.pidx, j, ev.value, timed & (ev.dt_us <= -self.config.kinetics_window_days * _US_PER_DAY),
+                             (len(pids), v))
+            for jj, numeric in enumerate(self.numeric_):
+                if numeric:
+                    a, b = last[:, jj], before[:, jj]
+                    if self.positive_[jj]:
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            blocks.append(np.where((a > 0) & (b > 0), np.log(a / b), np.nan))
+                    else:
+                        blocks.append(a - b)
         mat = np.column_stack(blocks) if blocks else np.zeros((len(pids), 0))
         table = pd.DataFrame(mat, index=pd.Index(pids), columns=self.columns())
         return table.reindex([str(i) for i in ids])
+
+
+def _latest(pidx: np.ndarray, j: np.ndarray, value: np.ndarray, ok: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(patients, codes): the latest value of each code among the rows ``ok`` (rows sorted by patient, then time)."""
+    out = np.full(shape, np.nan)
+    rows = np.flatnonzero(ok)[::-1]  # the first seen backwards is the latest
+    key = pidx[rows].astype(np.int64) * max(shape[1], 1) + j[rows]
+    _, first = np.unique(key, return_index=True)
+    out[pidx[rows[first]], j[rows[first]]] = value[rows[first]]
+    return out
 
 
 # ---- tables (omics wide table, clinical) -----------------------------------------------------------------------------
@@ -330,12 +452,64 @@ class _Tabular:
     def load(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> _Tabular:
         return self
 
+    def structure_columns(self) -> list[str]:
+        return []
+
     def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
         from multimodal.baselines import make_tabular
 
         table = make_tabular(cohort, ids, modalities=(self.modality,))
         table.columns = [str(c)[len(self.modality) + len(SEP):] for c in table.columns]
         return table
+
+
+# ---- cross-modal: gene-set score x mutation ---------------------------------------------------------------------------
+class _Interactions:
+    """``set:<name>*<GENE>_mut`` = standardized gene-set score x (mutation - its training prevalence), for the
+    mutation columns carried by at least ``interaction_min_prevalence`` of the training patients with omics."""
+
+    def __init__(self, modality: str, config: PooledFeaturesConfig) -> None:
+        self.modality = modality
+        self.config = config
+
+    def fit(self, table: pd.DataFrame) -> _Interactions:
+        sets = [c for c in table.columns if c.startswith("set:")]
+        muts = [c for c in table.columns if c.endswith("_mut")]
+        have = table.dropna(how="all")
+        x_sets = have[sets].to_numpy(np.float64)
+        x_muts = have[muts].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        prevalence = np.nanmean(x_muts, axis=0) if len(have) and muts else np.zeros(len(muts))
+        keep = np.flatnonzero(np.nan_to_num(prevalence) >= self.config.interaction_min_prevalence)
+        sd = np.nanstd(x_sets, axis=0) if len(have) and sets else np.zeros(len(sets))
+        usable = np.flatnonzero(np.nan_to_num(sd) > 1e-12)
+        self.sets_ = tuple(sets[i] for i in usable)
+        self.set_mean_ = np.nanmean(x_sets[:, usable], axis=0) if len(usable) else np.zeros(0)
+        self.set_sd_ = sd[usable]
+        self.muts_ = tuple(muts[i] for i in keep)
+        self.mut_mean_ = prevalence[keep]
+        return self
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return ({"kind": "interactions", "sets": list(self.sets_), "mutations": list(self.muts_)},
+                {"set_mean": self.set_mean_, "set_sd": self.set_sd_, "mut_mean": self.mut_mean_})
+
+    def load(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> _Interactions:
+        self.sets_, self.muts_ = tuple(meta["sets"]), tuple(meta["mutations"])
+        self.set_mean_, self.set_sd_, self.mut_mean_ = (np.asarray(arrays[k], dtype=np.float64)
+                                                        for k in ("set_mean", "set_sd", "mut_mean"))
+        if not (len(self.set_mean_) == len(self.set_sd_) == len(self.sets_) and len(self.mut_mean_) == len(self.muts_)):
+            raise ValueError(f"pooled interactions state of {self.modality!r}: names and arrays differ in length")
+        return self
+
+    def columns(self) -> list[str]:
+        return [f"{a}*{m}" for a in self.sets_ for m in self.muts_]
+
+    def transform(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table``: the modality's own columns (tabular + gene-set parts, without the modality prefix)."""
+        z = (table.reindex(columns=list(self.sets_)).to_numpy(np.float64) - self.set_mean_) / self.set_sd_
+        m = table.reindex(columns=list(self.muts_)).apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        prod = (z[:, :, None] * (m - self.mut_mean_)[:, None, :]).reshape(len(table), -1)
+        return pd.DataFrame(prod, index=table.index, columns=self.columns())
 
 
 # ---- the extractor ---------------------------------------------------------------------------------------------------
@@ -359,9 +533,18 @@ class PooledFeatures:
         if not ids:
             raise InputError("no training patients to fit pooled features on", field="train_ids")
         self.parts_: dict[str, list[Any]] = {}
+        self.interactions_: dict[str, _Interactions] = {}
         for m in self._modalities(cohort):
             self.parts_[m] = [part.fit(cohort, ids) for part in self._parts(cohort, m)]
+            if "interactions" in self.config.structure and any(isinstance(p, _GeneSetScores) for p in self.parts_[m]):
+                own = pd.concat([p.transform(cohort, ids).reindex(ids) for p in self.parts_[m]], axis=1)
+                self.interactions_[m] = _Interactions(m, self.config).fit(own)
         return self
+
+    def structure_columns(self) -> list[str]:
+        """The columns of the ``structure`` families (the pooled stack's item-1 candidate is fitted without them)."""
+        cols = [f"{m}{SEP}{c}" for m, parts in self.parts_.items() for p in parts for c in p.structure_columns()]
+        return cols + [f"{m}{SEP}{c}" for m, inter in self.interactions_.items() for c in inter.columns()]
 
     def _parts(self, cohort: Cohort, modality: str) -> list[Any]:
         src = cohort.modalities[modality]
@@ -387,8 +570,10 @@ class PooledFeatures:
             if m not in cohort.modalities:
                 msg = f"cohort {cohort.name!r} lacks modality {m!r} that the pooled features were fitted on"
                 raise InputError(msg, field=f"modalities.{m}")
-            for part in parts:
-                blocks.append(part.transform(cohort, ids).reindex(ids).add_prefix(f"{m}{SEP}"))
+            own = [part.transform(cohort, ids).reindex(ids) for part in parts]
+            if m in self.interactions_:
+                own.append(self.interactions_[m].transform(pd.concat(own, axis=1)))
+            blocks += [b.add_prefix(f"{m}{SEP}") for b in own]
         out = pd.concat(blocks, axis=1)
         out.index = pd.Index(ids, name=cohort.patients.index.name)
         return out
@@ -411,15 +596,21 @@ class PooledFeatures:
                 meta, arr = part.state()
                 parts[m].append(meta)
                 arrays.update({f"{m}/{i}/{k}": np.ascontiguousarray(v) for k, v in arr.items()})
-        return {"version": STATE_VERSION, "config": cfg, "parts": parts}, arrays
+        interactions: dict[str, dict[str, Any]] = {}
+        for m, inter in self.interactions_.items():
+            meta, arr = inter.state()
+            interactions[m] = meta
+            arrays.update({f"{m}/interactions/{k}": np.ascontiguousarray(v) for k, v in arr.items()})
+        return {"version": STATE_VERSION, "config": cfg, "parts": parts, "interactions": interactions}, arrays
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> PooledFeatures:
         if meta.get("version") != STATE_VERSION:
             raise ValueError(f"pooled features state version {meta.get('version')!r}, expected {STATE_VERSION}")
         cfg = dict(meta["config"])
-        if cfg.get("modalities") is not None:
-            cfg["modalities"] = tuple(cfg["modalities"])
+        for key in ("modalities", "structure"):
+            if cfg.get(key) is not None:
+                cfg[key] = tuple(cfg[key])
         out = cls(PooledFeaturesConfig(**cfg))
         kinds = {"slides": _SlidePool, "gene_sets": _GeneSetScores, "ehr": _EhrSummaries}
         out.parts_ = {}
@@ -436,6 +627,11 @@ class PooledFeatures:
                 prefix = f"{m}/{i}/"
                 part.load(pmeta, {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
                 out.parts_[m].append(part)
+        out.interactions_ = {}
+        for m, imeta in dict(meta.get("interactions", {})).items():
+            prefix = f"{m}/interactions/"
+            out.interactions_[m] = _Interactions(m, out.config).load(
+                imeta, {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
         return out
 
 

@@ -53,16 +53,28 @@ from multimodal.baselines import (
 from multimodal.cohorts.cohort import Cohort
 from multimodal.pooled import PooledFeatures, PooledFeaturesConfig
 
-__all__ = ["CROSS_FIT_FOLDS", "STACKS", "STACK_WEIGHTS", "FittedCandidate", "PooledStack", "StackFit", "fit_pooled_stack",
-           "stack_candidates", "stack_head"]
+__all__ = ["CROSS_FIT_FOLDS", "STACKS", "STACK_WEIGHTS", "STRUCTURED", "FittedCandidate", "PooledStack", "StackFit", "fit_pooled_stack",
+           "stack_candidates", "stack_head", "stack_structure"]
 
 #: Values of ``model.stack`` → the candidates it combines, for a survival head and for a (binary) response head.
+#: A ``..._structure`` stack adds a twin of its linear candidate (name + :data:`STRUCTURED`) fitted with the pooled
+#: features' ``structure`` families too (:data:`multimodal.pooled.STRUCTURE`: tissue co-localisation on the patch
+#: grid, lab kinetics, gene-set x mutation products); every other candidate reads the item-1 features only.
+STRUCTURED = "_structured"
 STACKS: dict[str, dict[str, tuple[str, ...]]] = {
     "none": {"survival": (), "response": ()},
     "pooled_enet": {"survival": ("coxnet",), "response": ("enet_logistic",)},
     "pooled_enet_gb": {"survival": ("coxnet", "gbsa"), "response": ("enet_logistic", "gradient_boosting")},
+    "pooled_enet_structure": {"survival": ("coxnet", "coxnet" + STRUCTURED),
+                              "response": ("enet_logistic", "enet_logistic" + STRUCTURED)},
+    "pooled_enet_gb_structure": {"survival": ("coxnet", "gbsa", "coxnet" + STRUCTURED),
+                                 "response": ("enet_logistic", "gradient_boosting", "enet_logistic" + STRUCTURED)},
 }
 _LINEAR = ("coxnet", "enet_logistic")
+
+
+def _base(name: str) -> str:
+    return name.removesuffix(STRUCTURED)
 
 
 def stack_head(kind: str, task: str) -> str | None:
@@ -77,6 +89,13 @@ def stack_candidates(kind: str, head: str) -> tuple[str, ...]:
     if kind not in STACKS:
         raise ValueError(f"model.stack {kind!r}: expected one of {list(STACKS)}")
     return STACKS[kind][head]
+
+
+def stack_structure(kind: str) -> tuple[str, ...]:
+    """The pooled features' ``structure`` families a stack kind needs (every family for a ``..._structure`` kind)."""
+    from multimodal.pooled import STRUCTURE
+
+    return STRUCTURE if any(n.endswith(STRUCTURED) for h in STACKS.get(kind, {}).values() for n in h) else ()
 #: Folds of the cross-fitting that gives each training patient its out-of-fold offset.
 CROSS_FIT_FOLDS = 5
 STATE_VERSION = 1
@@ -87,14 +106,14 @@ STATE_VERSION = 1
 class FittedCandidate:
     """One fitted candidate as arrays: a preprocessor plus a linear model (``coef``) or a tree ensemble."""
 
-    name: str  # "coxnet" | "gbsa" | "enet_logistic" | "gradient_boosting"
+    name: str  # "coxnet" | "gbsa" | "enet_logistic" | "gradient_boosting" (a linear one may end in STRUCTURED)
     preprocessor: TabularPreprocessor
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     scalars: dict[str, float] = field(default_factory=dict)
 
     def score(self, x: pd.DataFrame) -> np.ndarray:
         z = self.preprocessor.transform(x).to_numpy(np.float64)
-        if self.name in _LINEAR:
+        if _base(self.name) in _LINEAR:
             return z @ self.arrays["coef"] + self.scalars.get("intercept", 0.0)
         return self.scalars["init"] + self.scalars["learning_rate"] * _trees_sum(
             z, self.arrays, float32=bool(self.scalars.get("float32", 1.0)))
@@ -113,9 +132,10 @@ class FittedCandidate:
         name = str(meta["name"])
         trees = ("tree_start", "feature", "threshold", "left", "right", "value")
         need = {n: ("coef",) for n in _LINEAR} | {"gbsa": trees, "gradient_boosting": trees}
-        if name not in need or any(k not in own for k in need[name]):
+        linear = _base(name) in _LINEAR
+        if (name not in need and not linear) or any(k not in own for k in need[_base(name)]):
             raise ValueError(f"candidate {name!r}: unknown, or arrays missing ({sorted(own)})")
-        if name in _LINEAR and own["coef"].shape != (len(prep.feature_names_),):
+        if linear and own["coef"].shape != (len(prep.feature_names_),):
             raise ValueError(f"{name}: {own['coef'].size} coefficients for {len(prep.feature_names_)} features")
         return cls(name, prep, own, {k: float(v) for k, v in dict(meta["scalars"]).items()})
 
@@ -178,6 +198,9 @@ def _fit_candidate(name: str, x: pd.DataFrame, time: np.ndarray, event: np.ndarr
                    like: FittedCandidate | None = None) -> FittedCandidate:
     """``name`` fitted on ``x``; survival candidates read (time, event), response ones the labels in ``time``.
     ``like``: the same candidate fitted on all rows, whose tuned penalty a cross-fit may reuse."""
+    if name.endswith(STRUCTURED) and _base(name) in _LINEAR:
+        fitted = _fit_candidate(_base(name), x, time, event, seed, like)
+        return FittedCandidate(name, fitted.preprocessor, fitted.arrays, fitted.scalars)
     if name == "enet_logistic" and like is not None:
         return _enet_logistic_fixed(x, time, like, seed)
     if name == "enet_logistic":
@@ -250,7 +273,7 @@ class PooledStack:
         rest, constant = 0.0, float(self.intercept - np.sum(self.weights * self.centre / self.spread))
         for i, c in enumerate(self.candidates):
             w = self.weights[i] / self.spread[i]
-            if c.name in _LINEAR:
+            if _base(c.name) in _LINEAR:
                 constant += float(w * c.scalars.get("intercept", 0.0))
                 z = c.preprocessor.transform(x).to_numpy(np.float64)[0]
                 each = w * z * c.arrays["coef"]
@@ -270,7 +293,7 @@ class PooledStack:
     @property
     def n_nonzero(self) -> int:
         """Features with a non-zero coefficient in the linear candidate (0 without one)."""
-        return sum(int(np.count_nonzero(c.arrays["coef"])) for c in self.candidates if c.name in _LINEAR)
+        return sum(int(np.count_nonzero(c.arrays["coef"])) for c in self.candidates if _base(c.name) in _LINEAR)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "head": self.head, "candidates": [c.name for c in self.candidates],
@@ -395,6 +418,8 @@ def fit_pooled_stack(cohort: Cohort, train_ids: Sequence[str], kind: str, pooled
     from sklearn.model_selection import StratifiedKFold
 
     names = stack_candidates(kind, head)
+    if stack_structure(kind) and not pooled_config.structure:
+        raise ValueError(f"model.stack {kind!r} needs pooled features with structure families {stack_structure(kind)}")
     if not names:
         raise ValueError(f"model.stack {kind!r} has no candidates; expected one of {[k for k in STACKS if k != 'none']}")
     ids = [str(p) for p in train_ids]
@@ -408,8 +433,11 @@ def fit_pooled_stack(cohort: Cohort, train_ids: Sequence[str], kind: str, pooled
     else:
         rows = np.arange(len(ids))
         target, event = cohort.survival_arrays(ids)
+    extra = set(pooled.structure_columns())
+    plain = [c for c in x.columns if c not in extra]  # the item-1 features: what every untwinned candidate reads
     xs = x.iloc[rows]
-    cands = [_fit_candidate(n, xs, target, event, seed) for n in names]
+    view = {n: xs if n.endswith(STRUCTURED) else xs[plain] for n in names}
+    cands = [_fit_candidate(n, view[n], target, event, seed) for n in names]
     if calibrate_from is not None:
         stack = PooledStack(kind, pooled, cands, calibrate_from.centre, calibrate_from.spread, calibrate_from.weights,
                             len(ids), calibrate_from.intercept, head)
@@ -420,7 +448,7 @@ def fit_pooled_stack(cohort: Cohort, train_ids: Sequence[str], kind: str, pooled
     cross = np.zeros((len(rows), len(names)))
     for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(rows)), ev):
         for j, n in enumerate(names):
-            cross[te, j] = _fit_candidate(n, xs.iloc[tr], target[tr], event[tr], seed,
+            cross[te, j] = _fit_candidate(n, view[n].iloc[tr], target[tr], event[tr], seed,
                                           like=cands[j]).score(xs.iloc[te])
     centre = cross.mean(axis=0)
     spread = np.where(cross.std(axis=0) > 1e-12, cross.std(axis=0), 1.0)

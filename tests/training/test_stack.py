@@ -170,6 +170,44 @@ def test_the_stack_serves_a_cox_head_and_every_ensemble_member(cohort_and_config
         assert np.ptp(gap) > 0
 
 
+def test_a_structure_stack_adds_a_twin_that_alone_reads_the_structure_features(cohort_and_config, tmp_path):
+    from multimodal.pooled import STRUCTURE
+    from multimodal.stack import stack_structure
+
+    c, _ = cohort_and_config
+    ids = c.patient_ids
+    assert stack_structure("pooled_enet_gb_structure") == STRUCTURE and stack_structure("pooled_enet_gb") == ()
+    with pytest.raises(ValueError, match="structure"):  # the kind needs the families in its pooled features
+        fit_pooled_stack(c, ids[:120], "pooled_enet_structure", SMALL, seed=0)
+    cfg = dataclasses.replace(SMALL, structure=STRUCTURE)
+    fit = fit_pooled_stack(c, ids[:120], "pooled_enet_gb_structure", cfg, seed=0, weights="fitted")
+    stack = fit.stack
+    assert [cand.name for cand in stack.candidates] == ["coxnet", "gbsa", "coxnet_structured"]
+    extra = set(stack.pooled.structure_columns())
+    assert extra and any(col.startswith("pathology:nbr") for col in extra)
+    assert any(col.endswith(":change90d") for col in extra) and any("*" in col for col in extra)
+    for cand in stack.candidates:  # the item-1 candidates never read a structure column; the twin does
+        read = set(cand.preprocessor.columns_)
+        assert bool(read & extra) == (cand.name == "coxnet_structured"), cand.name
+    # the twin on the full table is the item-1 coxnet fitted on every column
+    t, e = c.survival_arrays(ids[:120])
+    x_test = stack.pooled.transform(c, ids[120:])
+    cox = CoxnetBaseline(CoxnetConfig(seed=0)).fit(fit.x, t, e)
+    assert np.ptp(stack.scores(x_test)[:, 2] - cox.predict_risk(x_test)) < 1e-9
+    assert (stack.weights >= 0).all() and stack.weights.sum() > 0
+    off = stack.offsets(c, ids[120:])
+    stack.save(tmp_path / "s")
+    assert PooledStack.load(tmp_path / "s").offsets(c, ids[120:]) == pytest.approx(off, abs=1e-12)
+    parts = stack.contributions(c, ids[125], top=4)
+    total = sum(p["contribution"] for p in parts["terms"]) + parts["rest"] + parts["constant"]
+    assert total == pytest.approx(off[ids[125]], abs=1e-9)
+    # the pipeline asks for the families the kind needs
+    from multimodal.api import check_experiment
+    from multimodal.experiment import load_experiment
+
+    check_experiment(load_experiment(REPO / "configs" / "demo.yaml", ["model.stack=pooled_enet_structure"]))
+
+
 def test_stack_config_is_checked() -> None:
     from multimodal.api import check_experiment
     from multimodal.errors import ConfigError
