@@ -51,7 +51,7 @@ from multimodal.baselines import (
     TabularPreprocessor,
 )
 from multimodal.cohorts.cohort import Cohort
-from multimodal.pooled import PooledFeatures, PooledFeaturesConfig
+from multimodal.pooled import PooledFeatures, PooledFeaturesConfig, describe_column
 
 __all__ = ["CROSS_FIT_FOLDS", "STACKS", "STACK_WEIGHTS", "STRUCTURED", "FittedCandidate", "PooledStack", "StackFit", "fit_pooled_stack",
            "stack_candidates", "stack_head", "stack_structure"]
@@ -279,11 +279,11 @@ class PooledStack:
                 each = w * z * c.arrays["coef"]
                 order = [int(j) for j in np.argsort(-np.abs(each), kind="stable") if c.arrays["coef"][j] != 0]
                 names = c.preprocessor.feature_names_
-                terms += [{"feature": names[j], "value": float(z[j]), "contribution": float(each[j]),
-                           "candidate": c.name} for j in order[:top]]
+                terms += [{"feature": names[j], "label": describe_column(names[j]), "value": float(z[j]),
+                           "contribution": float(each[j]), "candidate": c.name} for j in order[:top]]
                 rest += float(each[order[top:]].sum()) if len(order) > top else 0.0
             else:
-                terms.append({"feature": f"{c.name} (all features)", "value": None,
+                terms.append({"feature": f"{c.name} (all features)", "label": f"{c.name} (all features)", "value": None,
                               "contribution": float(w * c.score(x)[0]), "candidate": c.name})
         terms.sort(key=lambda t: -abs(t["contribution"]))
         offset = float(self._combine(self.scores(x))[0])

@@ -17,7 +17,13 @@ if str(Path(__file__).parent) not in sys.path:  # also under --import-mode=impor
 from pooled_cohorts import days, meds_cohort, meds_rows  # noqa: E402
 
 from multimodal.errors import ConfigError  # noqa: E402
-from multimodal.pooled import STRUCTURE, PooledFeatures, PooledFeaturesConfig, neighbour_shares  # noqa: E402
+from multimodal.pooled import (  # noqa: E402
+    STRUCTURE,
+    PooledFeatures,
+    PooledFeaturesConfig,
+    describe_column,
+    neighbour_shares,
+)
 
 
 def test_neighbour_shares_on_a_hand_built_grid():
@@ -134,3 +140,15 @@ def test_structure_config_errors():
         PooledFeaturesConfig(kinetics_window_days=0)
     with pytest.raises(ConfigError, match="interaction_min_prevalence"):
         PooledFeaturesConfig(interaction_min_prevalence=1.5)
+
+
+def test_every_column_kind_has_a_readers_description(interaction):
+    _, _, x, _ = interaction
+    described = {c: describe_column(c) for c in x.columns}
+    assert described["pathology:nbr2_5"] == "pathology: share of tissue-cluster-2 patches touching a cluster-5 patch"
+    assert described["genomics:set:SYN_HYPOXIA*TP53_mut"] == "genomics: SYN_HYPOXIA score x TP53 mutation (centred)"
+    assert described["ehr:LAB//CEA:change90d"] == "ehr: LAB//CEA: change over the last 90 days before the prediction time"
+    assert described["ehr:LAB//CEA:last"] == "ehr: LAB//CEA: latest value"
+    # every pooled column but the clinical table's own names gets a sentence, not its raw feature name
+    raw = [c for c, d in described.items() if d == c.replace(":", ": ", 1) and not c.startswith("clinical:")]
+    assert raw == []

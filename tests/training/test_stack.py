@@ -201,6 +201,9 @@ def test_a_structure_stack_adds_a_twin_that_alone_reads_the_structure_features(c
     parts = stack.contributions(c, ids[125], top=4)
     total = sum(p["contribution"] for p in parts["terms"]) + parts["rest"] + parts["constant"]
     assert total == pytest.approx(off[ids[125]], abs=1e-9)
+    from multimodal.pooled import describe_column
+
+    assert all(t["label"] == describe_column(t["feature"]) for t in parts["terms"] if t["value"] is not None)
     # the pipeline asks for the families the kind needs
     from multimodal.api import check_experiment
     from multimodal.experiment import load_experiment
