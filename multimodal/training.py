@@ -60,7 +60,10 @@ class TrainingConfig:
         patience: epochs without improvement of `select_metric` before stopping.
         select_metric: epoch-selection rule on the inner validation: `auto` (`auroc` for a model without a survival
             head, i.e. `task: response`; `c_index` otherwise), `c_index` (Harrell), `loss` (the training loss on the
-            inner validation patients; smoother on small cohorts), `auroc`.
+            inner validation patients; smoother on small cohorts), `auroc`, `loss_1se` (epochs as `loss`; the pooled
+            stack's trunk scale by the one-standard-error rule on the per-patient losses: the smallest scale whose
+            mean loss is within one paired standard error of the best, since the same patients already chose the
+            epoch; multimodal/wide_init.py).
         average_epochs: the model kept is the average of the weights of the selected epoch and of the next
             `average_epochs` − 1 epochs (fewer if training ends sooner), as in stochastic weight averaging (Izmailov
             et al. 2018): training goes on for `patience` epochs after the selected one anyway, and the average is
@@ -94,7 +97,7 @@ class TrainingConfig:
     warmup_frac: float = 0.05
     val_fraction: float = 0.15
     patience: int = 5
-    select_metric: Literal["auto", "c_index", "loss", "auroc"] = "auto"
+    select_metric: Literal["auto", "c_index", "loss", "auroc", "loss_1se"] = "auto"
     average_epochs: int = 1
     recalibrate: bool = True
     checkpoint_every: int = 0
@@ -195,6 +198,32 @@ def predict_dataset(
     return df.drop_duplicates("patient_id").set_index("patient_id").loc[ds.patient_ids].reset_index()
 
 
+#: ``training.select_metric`` values that select epochs by the inner-validation loss.
+LOSS_METRICS = ("loss", "loss_1se")
+
+
+@torch.no_grad()
+def val_losses(model: torch.nn.Module, ds: PatientDataset, accelerator: Accelerator, cfg: TrainingConfig,
+               num_classes: int, time_unit: str) -> np.ndarray:
+    """Each validation patient's own loss (eval mode, one patient per forward), in ``ds`` order on every process."""
+    loader, sampler = _loader(ds, 1, shuffle=False, seed=0, cfg=cfg, num_classes=num_classes, time_unit=time_unit)
+    order = [i for b in sampler for i in b]  # the dataset rows in loader order
+    loader = accelerator.prepare_data_loader(loader)
+    net = accelerator.unwrap_model(model)
+    was = net.training
+    net.eval()
+    out = []
+    for batch in loader:
+        res = net(batch)
+        loss = res.loss.detach().float().reshape(1) if res.loss is not None else torch.full((1,), float("nan"))
+        out.append(accelerator.gather_for_metrics(loss.to(accelerator.device)))
+    net.train(was)
+    got = torch.cat(out).cpu().numpy().astype(np.float64) if out else np.zeros(0)
+    losses = np.full(len(ds), np.nan)
+    losses[np.asarray(order[: len(got)], dtype=np.int64)] = got
+    return losses
+
+
 @torch.no_grad()
 def _val_loss(model: torch.nn.Module, ds: PatientDataset, accelerator: Accelerator, cfg: TrainingConfig,
               num_classes: int, time_unit: str) -> float:
@@ -290,7 +319,7 @@ def _check_finite(losses: list[float], net: torch.nn.Module, epoch: int, cfg: Tr
 def _val_score(model: Any, val_ds: PatientDataset, accelerator: Accelerator, cfg: TrainingConfig, num_classes: int,
                time_unit: str) -> float:
     """The selection score on the inner validation patients (higher is better; ``loss`` → minus the loss)."""
-    if cfg.select_metric == "loss":
+    if cfg.select_metric in LOSS_METRICS:
         return -_val_loss(model, val_ds, accelerator, cfg, num_classes, time_unit)
     pred = predict_dataset(model, val_ds, accelerator, batch_size=cfg.eval_batch_size, num_classes=num_classes,
                            time_unit=time_unit, prepared=True)
@@ -447,7 +476,7 @@ def fit_model(
         _check_finite(losses, net, epoch, cfg)
         if val_ds is not None and len(val_ds):
             score = _val_score(model, val_ds, accelerator, cfg, num_classes, time_unit)
-            if cfg.select_metric == "loss":
+            if cfg.select_metric in LOSS_METRICS:
                 rec["val_loss"] = -score
             rec["val_score"] = score
         else:

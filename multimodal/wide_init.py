@@ -42,7 +42,7 @@ TRUNK_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Folds of the cross-fitting that gives each training patient its out-of-fold linear term (:func:`cross_fitted_offsets`).
 CROSS_FIT_FOLDS = 5
 
-__all__ = ["CROSS_FIT_FOLDS", "TRUNK_SCALES", "WideStart", "choose_trunk_scale", "cross_fitted_offsets", "fit_offset_baseline", "fit_start_baseline",
+__all__ = ["CROSS_FIT_FOLDS", "TRUNK_SCALES", "WideStart", "choose_trunk_scale", "one_se_choice", "cross_fitted_offsets", "fit_offset_baseline", "fit_start_baseline",
            "fit_wide_cox", "fit_wide_start", "start_from_wide", "start_trunk_at_zero",
            "trunk_layers"]
 
@@ -209,8 +209,10 @@ def choose_trunk_scale(model: MultimodalModel, val_ds: PatientDataset, cfg: Any,
     """Shrink the trained trunk's term towards the fitted start: the last layer of ``head`` (:func:`trunk_layers`:
     the trunk's whole term there; the start's offset and baseline stay) is scaled by the λ of ``scales`` with the best selection
     score on the inner-validation patients (ties → the smaller λ), the stacking weight of the super learner's two
-    candidates. Returns λ and every λ's score; ``model`` keeps the chosen scale."""
-    from multimodal.training import make_accelerator, validation_score
+    candidates. With ``training.select_metric: loss_1se`` the rule is the one-standard-error rule instead
+    (:func:`one_se_choice` on each patient's loss): the inner-validation patients also chose the epoch, so the best
+    λ there overstates the trunk (winner's curse). Returns λ and every λ's score; ``model`` keeps the chosen scale."""
+    from multimodal.training import make_accelerator, val_losses, validation_score
 
     layers = trunk_layers(model, head)
     saved = [(m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone()) for m in layers]
@@ -224,11 +226,36 @@ def choose_trunk_scale(model: MultimodalModel, val_ds: PatientDataset, cfg: Any,
     acc = make_accelerator(cfg)
     scores: dict[str, float] = {}
     best, best_score = 1.0, -float("inf")
+    per_patient: dict[float, np.ndarray] = {}
     for lam in scales:
         scale(lam)
-        score = validation_score(model, val_ds, cfg, num_classes=num_classes, time_unit=time_unit, accelerator=acc)
+        if cfg.select_metric == "loss_1se":
+            per_patient[float(lam)] = val_losses(model, val_ds, acc, cfg, num_classes, time_unit)
+            score = -float(np.mean(per_patient[float(lam)]))
+        else:
+            score = validation_score(model, val_ds, cfg, num_classes=num_classes, time_unit=time_unit, accelerator=acc)
         scores[f"{lam:g}"] = score
         if np.isfinite(score) and score > best_score + 1e-12:
             best, best_score = float(lam), score
+    if per_patient and np.isfinite(best_score):
+        best = one_se_choice(per_patient)
     scale(best)
     return best, scores
+
+
+def one_se_choice(losses: dict[float, np.ndarray]) -> float:
+    """The one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani & Friedman 2009, §7.10): the smallest
+    scale whose mean per-patient loss is within one standard error of the best scale's, the standard error being
+    that of the paired per-patient differences to the best scale. Patients with a non-finite loss are left out."""
+    lams = sorted(losses)
+    ok = np.logical_and.reduce([np.isfinite(np.asarray(losses[lam], dtype=np.float64)) for lam in lams])
+    x = {lam: np.asarray(losses[lam], dtype=np.float64)[ok] for lam in lams}
+    if ok.sum() == 0:
+        return lams[-1]
+    best = min(lams, key=lambda lam: (float(x[lam].mean()), lam))
+    for lam in lams:
+        d = x[lam] - x[best]
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        if float(d.mean()) <= se + 1e-12:
+            return lam
+    return best

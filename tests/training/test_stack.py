@@ -145,6 +145,54 @@ def test_pipeline_with_the_stack_starts_as_it_and_keeps_it_when_training_cannot_
     assert not np.allclose(bare.predict(c, test)["risk"].to_numpy(float), pred["risk"].to_numpy(float))
 
 
+def test_the_one_standard_error_rule_takes_the_smallest_scale_within_one_se() -> None:
+    from multimodal.wide_init import one_se_choice
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.0, 0.3, 60)
+    # the full trunk lowers the mean loss by 0.01, with a per-patient spread of sd 0.1 around that: its paired SE
+    # (0.1 / sqrt(59) ~= 0.013) is larger than the gain, so the rule keeps the stack alone (scale 0)
+    pattern = np.tile([-0.1, 0.1], 30)
+    noisy = {lam: base - 0.01 * lam + pattern * lam for lam in (0.0, 0.25, 0.5, 0.75, 1.0)}
+    best = min(noisy, key=lambda k: noisy[k].mean())
+    assert best == 1.0 and one_se_choice(noisy) == 0.0
+    # a clear gain, the same for every patient: the SE is ~0, so the best scale is kept
+    clear = {lam: base - 0.2 * lam for lam in (0.0, 0.5, 1.0)}
+    assert one_se_choice(clear) == 1.0
+    # the paired SE: scale 0.5 is within one SE of 1.0, scale 0 is not
+    d = np.tile([0.0, 0.2], 30)  # mean 0.1, paired SE 0.1 / sqrt(60) * sqrt(60 / 59) ~= 0.013
+    rule = {0.0: base + 0.1, 0.5: base + 0.01 + d - d.mean(), 1.0: base}
+    assert one_se_choice(rule) == 0.5
+    # non-finite losses are left out
+    rule[0.0][0] = np.nan
+    assert one_se_choice(rule) == 0.5
+
+
+def test_loss_1se_selects_epochs_by_loss_and_shrinks_the_trunk_by_the_1se_rule(cohort_and_config, monkeypatch):
+    import multimodal.wide_init as wi
+    from multimodal.experiment import make_adapters
+
+    c, cfg = cohort_and_config
+    ids = c.patient_ids
+    seen: dict[float, np.ndarray] = {}
+    real = wi.one_se_choice
+
+    def spy(losses):
+        seen.update(losses)
+        return real(losses)
+
+    monkeypatch.setattr(wi, "one_se_choice", spy)
+    train = TrainingConfig(epochs=3, batch_size=16, lr=0.003, progress=False, select_metric="loss_1se")
+    pipe, fit = Pipeline.fit(c, ids[:100], val_ids=ids[100:130], adapters=make_adapters(cfg), model_config=MODEL,
+                             training=train, task="survival", seed=1, attribution_reference=False)
+    assert all("val_loss" in h for h in fit.history if h["epoch"] >= 0)  # epochs chosen by the validation loss
+    assert sorted(seen) == [0.0, 0.25, 0.5, 0.75, 1.0] and all(v.shape == (30,) for v in seen.values())
+    # each scale's recorded score is minus its patients' mean loss, and the rule's choice is what the model keeps
+    for lam, v in seen.items():
+        assert fit.trunk_scale_scores[f"{lam:g}"] == pytest.approx(-float(np.mean(v)), rel=1e-5)
+    assert fit.trunk_scale == real(seen) == pipe.metadata["trunk_scale"]
+
+
 def test_the_stack_serves_a_cox_head_and_every_ensemble_member(cohort_and_config):
     from multimodal.experiment import make_adapters
 
