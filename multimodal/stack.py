@@ -361,6 +361,21 @@ class StackFit:
     cross: np.ndarray | None = None  # (n, K) each candidate's cross-fitted score per training patient (rows of x)
 
 
+def _non_negative(k: int, fit: Any) -> tuple[np.ndarray, Any]:
+    """Non-negative coefficients by backward elimination: ``fit(columns)`` returns (coefficients, extra) for a model on
+    those columns; a column whose coefficient comes out negative is dropped and the rest refitted. Returns the (k,)
+    weights (0 for dropped columns; all 0 when none is left) and the last accepted fit's extra (None if none)."""
+    keep = list(range(k))
+    w = np.zeros(k)
+    while keep:
+        coef, extra = fit(keep)
+        if (coef >= 0).all():
+            w[keep] = coef
+            return w, extra
+        keep = [j for j, c in zip(keep, coef, strict=True) if c >= 0] if (coef >= 0).any() else []
+    return w, None
+
+
 def _meta_weights(z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
     """Non-negative Cox coefficients of the standardized cross-fitted scores ``z`` (n, K): the super learner's
     meta-learner. A candidate whose coefficient comes out negative is dropped and the rest refitted; when none is
@@ -369,32 +384,24 @@ def _meta_weights(z: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndar
     from sksurv.util import Surv
 
     y = Surv.from_arrays(np.asarray(event).astype(bool), np.asarray(time, dtype=float))
-    keep = list(range(z.shape[1]))
-    w = np.zeros(z.shape[1])
-    while keep:
-        coef = CoxPHSurvivalAnalysis(alpha=1e-4, ties="efron").fit(z[:, keep], y).coef_
-        if (coef >= 0).all():
-            w[keep] = coef
-            break
-        keep = [k for k, c in zip(keep, coef, strict=True) if c >= 0] if (coef >= 0).any() else []
-    return w
+    return _non_negative(z.shape[1], lambda keep: (
+        CoxPHSurvivalAnalysis(alpha=1e-4, ties="efron").fit(z[:, keep], y).coef_, None))[0]
 
 
 def _logistic_meta(z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Non-negative logistic coefficients (and the intercept) of the standardized cross-fitted logits ``z``."""
+    """Non-negative logistic coefficients (and the intercept) of the standardized cross-fitted logits ``z``; without
+    a candidate left, the intercept is the log-odds of the responder share."""
     from sklearn.linear_model import LogisticRegression
 
-    keep = list(range(z.shape[1]))
-    w = np.zeros(z.shape[1])
-    while keep:
+    def fit(keep: list[int]) -> tuple[np.ndarray, float]:
         m = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, keep], y)
-        coef = m.coef_[0]
-        if (coef >= 0).all():
-            w[keep] = coef
-            return w, float(m.intercept_[0])
-        keep = [k for k, c in zip(keep, coef, strict=True) if c >= 0] if (coef >= 0).any() else []
-    p = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
-    return w, float(np.log(p / (1 - p)))
+        return m.coef_[0], float(m.intercept_[0])
+
+    w, intercept = _non_negative(z.shape[1], fit)
+    if intercept is None:
+        p = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
+        intercept = float(np.log(p / (1 - p)))
+    return w, intercept
 
 
 def _equal_weights(z: np.ndarray, target: np.ndarray, event: np.ndarray, response: bool) -> tuple[np.ndarray, float]:
