@@ -22,7 +22,10 @@ def trained(small_cohort, demo_config, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("pipe") / "p"
     args = ["train", str(demo_config), "--out", str(out), "--set", f"data.manifest={small_cohort}"]
-    for o in [*TRAIN_OVERRIDES, "training.epochs=3"]:
+    # model.stack=none: these tests check the attribution machinery, which explains the fusion trunk's part of the
+    # output; with the demo's stack the one-SE rule may rightly keep the trunk at zero on 40 patients, and then every
+    # attribution is 0 (the stack's part is reported exactly as terms: tests/training/test_stack.py)
+    for o in [*TRAIN_OVERRIDES, "training.epochs=3", "model.stack=none"]:
         args += ["--set", o]
     assert main(args) == 0
     return Pipeline.from_pretrained(out), Cohort.from_manifest(small_cohort), out
