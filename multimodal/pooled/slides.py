@@ -98,12 +98,13 @@ class SlidePool:
                 x = stream.features[0].numpy()
                 if not len(x):
                     continue
-                row = self._row(x.astype(np.float64))
+                scores, nearest = self._assign(x.astype(np.float64))  # PCA scores and k-means clusters, once
+                row = self._row(scores, nearest)
                 if self.spatial:
                     grid = None
                     if all(stream.meta.get("has_coords", [False])):
                         grid = (stream.positions[0].numpy(), stream.slide_index[0].numpy())
-                    row = np.concatenate([row, self._neighbours(x.astype(np.float64), grid)])
+                    row = np.concatenate([row, self._neighbours(nearest, grid)])
                 out[i] = row
         return pd.DataFrame(out, index=pd.Index(ids), columns=self.columns())
 
@@ -111,40 +112,35 @@ class SlidePool:
         s = (x - self.mean_) @ self.components_.T  # PCA scores (no whitening)
         return s, (((s[:, None, :] - self.centres_[None]) ** 2).sum(-1)).argmin(axis=1)  # k-means assignment
 
-    def _row(self, x: np.ndarray) -> np.ndarray:
-        s, nearest = self._assign(x)
+    def _row(self, s: np.ndarray, nearest: np.ndarray) -> np.ndarray:
         frac = np.bincount(nearest, minlength=self.config.clusters) / len(s)
         return np.concatenate([s.mean(axis=0), s.std(axis=0), frac])
 
-    def _neighbours(self, x: np.ndarray, grid: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    def _neighbours(self, nearest: np.ndarray, grid: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
         c = self.config.clusters
         if grid is None:
             return np.full(c * c, np.nan)
-        return neighbour_shares(self._assign(x)[1], grid[0], grid[1], c).ravel()
+        return neighbour_shares(nearest, grid[0], grid[1], c).ravel()
 
 
 def neighbour_shares(labels: np.ndarray, positions: np.ndarray, slide: np.ndarray, k: int) -> np.ndarray:
     """(k, k): entry (a, b) = share of the label-a patches with at least one label-b patch among their 8 neighbours on
-    the patch grid of the same slide (0 where no patch has label a)."""
-    n = len(labels)
+    the patch grid of the same slide (0 where no patch has label a). The neighbours are the pathology adapter's
+    (:func:`multimodal.adapters.pathology.neighbour_rows`, per slide)."""
+    from multimodal.adapters.pathology import neighbour_rows
+
     out = np.zeros((k, k))
-    if n == 0:
-        return out
     lab = np.asarray(labels, dtype=np.int64)
-    px, py = (np.rint(positions[:, j]).astype(np.int64) for j in (0, 1))
-    px, py = px - px.min() + 1, py - py.min() + 1  # a one-cell margin: neighbour offsets never wrap a row
-    w, h = int(px.max()) + 2, int(py.max()) + 2
-    key = (np.asarray(slide, dtype=np.int64) * h + py) * w + px
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    has = np.zeros((n, k), dtype=bool)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dx == dy == 0:
-                continue
-            q = key + dy * w + dx
-            i = np.minimum(np.searchsorted(sorted_key, q), n - 1)
-            hit = np.flatnonzero(sorted_key[i] == q)
-            has[hit, lab[order[i[hit]]]] = True
+    if len(lab) == 0:
+        return out
+    grid = np.rint(np.asarray(positions, dtype=np.float64)).astype(np.int64)
+    slide = np.asarray(slide, dtype=np.int64)
+    has = np.zeros((len(lab), k), dtype=bool)
+    for s in np.unique(slide):
+        rows = np.flatnonzero(slide == s)
+        nb = neighbour_rows(grid[rows])
+        for d in range(nb.shape[1]):
+            hit = nb[:, d] >= 0
+            has[rows[hit], lab[rows[nb[hit, d]]]] = True
     np.add.at(out, lab, has.astype(np.float64))
     return out / np.maximum(np.bincount(lab, minlength=k), 1)[:, None]
