@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from dataclasses import fields as dataclass_fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -135,30 +133,24 @@ def collate_patients(items: Sequence[PatientItem], *, num_response_classes: int 
 
 
 def pin_batch(batch: Batch) -> Batch:
-    """``batch`` with every tensor in page-locked (pinned) memory, so ``batch.to("cuda")`` copies asynchronously
-    while the GPU computes; ``batch`` itself without a CUDA device (nothing to pin for)."""
+    """``batch`` with every tensor in page-locked (pinned) memory (:meth:`Batch.pin_memory`), so ``batch.to("cuda")``
+    copies asynchronously while the GPU computes; ``batch`` itself without a CUDA device (nothing to pin for)."""
     if not torch.cuda.is_available():
         return batch
-
-    def pin(o: Any) -> Any:
-        if o is None:
-            return None
-        if isinstance(o, torch.Tensor):
-            return o.pin_memory()
-        return replace(o, **{f.name: pin(getattr(o, f.name)) for f in dataclass_fields(o)
-                             if isinstance(getattr(o, f.name), torch.Tensor)})
-
-    return replace(batch, streams={m: pin(s) for m, s in batch.streams.items()}, survival=pin(batch.survival),
-                   response=pin(batch.response), treatment=pin(batch.treatment), offset=pin(batch.offset))
+    return batch.pin_memory()
 
 
-def cuda_loader_kwargs(num_workers: int) -> dict[str, object]:
-    """DataLoader options that keep a GPU fed: worker processes that stay alive between epochs and prefetch, and
-    pinned host memory (see :func:`pin_batch`) when a CUDA device is present; plain in-process loading otherwise."""
+def cuda_loader_kwargs(num_workers: int, *, persistent: bool = True) -> dict[str, object]:
+    """DataLoader options that keep a GPU fed: pinned host memory (see :meth:`Batch.pin_memory`) when a CUDA device
+    is present, worker processes that prefetch and, with ``persistent``, stay alive between epochs; plain in-process
+    loading otherwise.
+
+    A persistent worker keeps the copy of the dataset it started with, so it never sees a later
+    :meth:`PatientDataset.set_epoch` (the per-epoch patch sample): training passes ``persistent=False``."""
     cuda = torch.cuda.is_available()
     out: dict[str, object] = {"num_workers": num_workers, "pin_memory": cuda}
     if num_workers > 0:
-        out.update(persistent_workers=True, prefetch_factor=4 if cuda else 2)
+        out.update(persistent_workers=persistent, prefetch_factor=4 if cuda else 2)
     return out
 
 

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from multimodal.data import BucketBatchSampler, Collator, PatientDataset
+from multimodal.data import BucketBatchSampler, Collator, PatientDataset, cuda_loader_kwargs
 from multimodal.errors import ConfigError
 from multimodal.io import verify_checksums, write_checksums, write_json_atomic
 from multimodal.model import MultimodalModel
@@ -145,8 +145,10 @@ def _loader(ds: PatientDataset, batch_size: int, *, shuffle: bool, seed: int, cf
     sampler = BucketBatchSampler(ds.bag_sizes(), batch_size, shuffle=shuffle, seed=seed, bucket_factor=cfg.bucket_factor)
     # A private generator: creating a DataLoader iterator draws a base seed, which must not consume the global RNG
     # (dropout, modality dropout), or a resumed run would diverge from an uninterrupted one.
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=Collator(num_classes, time_unit), num_workers=cfg.num_workers,
-                        generator=torch.Generator().manual_seed(seed))
+    # Pinned batches on a CUDA machine; workers restart each epoch so that they see the dataset's set_epoch.
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=Collator(num_classes, time_unit),
+                        generator=torch.Generator().manual_seed(seed),
+                        **cuda_loader_kwargs(cfg.num_workers, persistent=False))
     return loader, sampler
 
 

@@ -289,6 +289,22 @@ class Batch:
             offset=None if self.offset is None else self.offset.to(device),
         )
 
+    def pin_memory(self) -> Batch:
+        """This batch with every tensor in page-locked (pinned) host memory, so a copy to a CUDA device can run
+        asynchronously. ``DataLoader(pin_memory=True)`` calls it on each batch (it only knows tuples, mappings and
+        objects with this method)."""
+
+        def pin(o: Any) -> Any:
+            if o is None:
+                return None
+            if isinstance(o, Tensor):
+                return o.pin_memory()
+            return replace(o, **{f.name: getattr(o, f.name).pin_memory() for f in fields(o)
+                                 if isinstance(getattr(o, f.name), Tensor)})
+
+        return replace(self, streams={m: pin(s) for m, s in self.streams.items()}, survival=pin(self.survival),
+                       response=pin(self.response), treatment=pin(self.treatment), offset=pin(self.offset))
+
     def select(self, index: Sequence[int]) -> Batch:
         idx = list(index)
         return Batch(

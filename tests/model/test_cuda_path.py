@@ -16,6 +16,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 def test_loader_options_pin_and_keep_workers_only_where_they_help():
     kw = cuda_loader_kwargs(4)
     assert kw["num_workers"] == 4 and kw["persistent_workers"] is True
+    assert cuda_loader_kwargs(4, persistent=False)["persistent_workers"] is False
     assert kw["pin_memory"] is torch.cuda.is_available()
     assert cuda_loader_kwargs(0) == {"num_workers": 0, "pin_memory": torch.cuda.is_available()}
 

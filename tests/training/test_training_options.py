@@ -129,3 +129,28 @@ def test_weight_average_resumes_exactly_after_an_interruption(small_cohort, monk
     assert res.resumed_from is not None and (res.best_epoch, res.averaged_epochs) == (2, 3)
     for k, v in ref.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v, msg=k)
+
+
+def test_loader_workers_see_each_epochs_patch_sample(small_cohort):
+    """With worker processes the loader must still follow ``set_epoch`` (a persistent worker would keep epoch 0's
+    patch sample for ever): the batches equal the in-process loader's, epoch by epoch, and differ between epochs."""
+    from multimodal.data import PatientDataset
+    from multimodal.training import TrainingConfig, _loader
+
+    pipe, _, c = _fit(small_cohort, epochs=1)
+    ds = PatientDataset(c, pipe.adapters, c.patient_ids[:6], train=True)
+
+    def patches(workers: int) -> list[torch.Tensor]:
+        loader, sampler = _loader(ds, 6, shuffle=False, seed=0, cfg=TrainingConfig(num_workers=workers),
+                                  num_classes=2, time_unit=c.time_unit)
+        out = []
+        for epoch in (0, 1):
+            sampler.set_epoch(epoch)
+            ds.set_epoch(epoch)
+            out.append(torch.cat([b.streams["pathology"].features.flatten() for b in loader]))
+        return out
+
+    in_process, workers = patches(0), patches(1)
+    assert not torch.equal(in_process[0], in_process[1])  # max_patches=32 of larger bags: a new sample each epoch
+    for a, b in zip(in_process, workers, strict=True):
+        assert torch.equal(a, b)
