@@ -29,6 +29,7 @@ the per-patch ``assignment`` with ``coords_level0`` and ``patch_slide_index``.
 
 from __future__ import annotations
 
+import os
 import warnings
 import zlib
 from collections import OrderedDict
@@ -50,6 +51,41 @@ from multimodal.types import TokenStream
 
 _STATE_VERSION = 1
 _CACHE_LIMIT = 4096  # slide metadata kept (LRU): ~0.5 KB each; enough for a prediction chunk or a training batch
+#: Bytes of slide content (features, coordinates, grid-neighbour table) an adapter keeps in memory between calls
+#: (environment variable ``MULTIMODAL_SLIDE_CACHE_MB``, default 1024; 0 switches the cache off). With neighbour
+#: context, a training epoch reads each sampled patch's neighbours; kept in memory, later epochs read no file. Slides
+#: are kept first come, first served until the budget is spent (no eviction: in a shuffled epoch an LRU would only
+#: churn), so a cohort larger than the budget has its first slides cached and reads the rest as before.
+_CONTENT_CACHE_BYTES = max(int(float(os.environ.get("MULTIMODAL_SLIDE_CACHE_MB", "1024")) * 2**20), 0)
+
+
+@dataclass
+class _SlideContent:
+    """One slide's whole bag in memory: features (N, D) float32 (checked finite when read), level-0 coordinates,
+    grid positions and, computed on first use, the grid-neighbour table and the neighbour means."""
+
+    features: np.ndarray
+    coords: np.ndarray
+    grid: np.ndarray
+    _neighbours: np.ndarray | None = None
+    _context: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.features.nbytes + self.coords.nbytes + self.grid.nbytes + 64 * len(self.grid)
+                   + self.features.nbytes)  # neighbour table (8 int64 per patch) and neighbour means, when computed
+
+    @property
+    def neighbours(self) -> np.ndarray:
+        if self._neighbours is None:
+            self._neighbours = neighbour_rows(self.grid)
+        return self._neighbours
+
+    @property
+    def context(self) -> np.ndarray:
+        if self._context is None:
+            self._context = neighbour_mean(self.features, self.grid)
+        return self._context
 
 
 @dataclass(frozen=True)
@@ -143,6 +179,8 @@ class PathologyAdapter(Adapter):
         self.config: PathologyAdapterConfig
         self._reset()
         self._bag_cache: OrderedDict[tuple[Any, ...], SlideBag] = OrderedDict()
+        self._content_cache: dict[tuple[Any, ...], _SlideContent] = {}
+        self._content_bytes = 0
 
     def _reset(self) -> None:
         self.encoder: str | None = None
@@ -331,24 +369,28 @@ class PathologyAdapter(Adapter):
         The neighbour means are computed on each slide's whole bag, then the sampled rows are kept, so a training
         sample sees the same context as inference."""
         feats, coords, pos, rows, sidx = [], [], [], [], []
-        for i, (b, r) in enumerate(zip(bags, plan, strict=True)):
+        for i, (ref, b, r) in enumerate(zip(refs, bags, plan, strict=True)):
             if b.num_patches == 0:
                 coords.append(np.empty((0, 2), dtype=np.int64))
                 continue
-            c = b.coords()
-            g = b.grid(c)
-            if r is None:
-                keep = np.arange(b.num_patches)
-                x = b.read_all(self.config.inference_chunk)
-                feats.append(np.concatenate([x, neighbour_mean(x, g)], axis=1))
-            elif len(r) == 0:  # a slide the training sample left out
+            if r is not None and len(r) == 0:  # a slide the training sample left out
                 coords.append(np.empty((0, 2), dtype=np.int64))
                 continue
+            mem = self._content(ref, b)  # the same values as the file's, without reading it again
+            c = mem.coords if mem is not None else b.coords()
+            g = mem.grid if mem is not None else b.grid(c)
+            if r is None:
+                keep = np.arange(b.num_patches)
+                if mem is not None:
+                    feats.append(np.concatenate([mem.features, mem.context], axis=1))
+                else:
+                    x = b.read_all(self.config.inference_chunk)
+                    feats.append(np.concatenate([x, neighbour_mean(x, g)], axis=1))
             else:  # read only the sampled patches and their neighbours
                 keep = np.asarray(r)
-                nb = neighbour_rows(g)[keep]  # (n, 8), -1 = no neighbour there
+                nb = (mem.neighbours if mem is not None else neighbour_rows(g))[keep]  # (n, 8), -1 = no neighbour
                 need = np.unique(np.concatenate([keep, nb[nb >= 0]]))
-                x, _ = b.read_with_coords(need, coords=False)
+                x = mem.features[need] if mem is not None else b.read_with_coords(need, coords=False)[0]
                 at = np.searchsorted(need, np.where(nb >= 0, nb, need[0]))
                 valid = (nb >= 0)[..., None].astype(np.float32)
                 ctx = (x[at] * valid).sum(1) / np.maximum(valid.sum(1), 1.0)
@@ -527,14 +569,38 @@ class PathologyAdapter(Adapter):
         assert self.cohort is not None
         return tuple(self._source(self.cohort).slides.get(pid, ()))
 
-    def _open(self, ref: SlideRef) -> SlideBag:
-        """Open (metadata only) with a cache keyed by path and file stat, so a rewritten file is reopened."""
+    @staticmethod
+    def _key(ref: SlideRef) -> tuple[Any, ...]:
+        """Cache key of a slide: path, format, ids and file stat (a rewritten file is a new key); () when unstatable."""
         p = Path(ref.path)
         try:
             st = p.stat()
-            key: tuple[Any, ...] = (str(p), ref.format, ref.patient_id, ref.slide_id, st.st_mtime_ns, st.st_size)
         except OSError:
-            key = ()
+            return ()
+        return (str(p), ref.format, ref.patient_id, ref.slide_id, st.st_mtime_ns, st.st_size)
+
+    def _content(self, ref: SlideRef, bag: SlideBag) -> _SlideContent | None:
+        """The slide's whole bag from memory, read and kept on first use while the budget
+        (:data:`_CONTENT_CACHE_BYTES`) allows; None when it does not (the caller reads the file)."""
+        key = self._key(ref)
+        if not key:
+            return None
+        hit = self._content_cache.get(key)
+        if hit is not None:
+            return hit
+        need = 2 * bag.num_patches * (bag.dim * 4 + 48)  # what _SlideContent.nbytes will count, roughly
+        if self._content_bytes + need > _CONTENT_CACHE_BYTES:
+            return None
+        c = bag.coords()
+        content = _SlideContent(bag.read_all(self.config.inference_chunk), c, bag.grid(c))
+        self._content_cache[key] = content
+        self._content_bytes += content.nbytes
+        return content
+
+    def _open(self, ref: SlideRef) -> SlideBag:
+        """Open (metadata only) with a cache keyed by path and file stat, so a rewritten file is reopened."""
+        p = Path(ref.path)
+        key = self._key(ref)
         if key and key in self._bag_cache:
             self._bag_cache.move_to_end(key)
             return self._bag_cache[key]

@@ -79,6 +79,9 @@ class SlidesSpec:
     patient_column: str = "patient_id"
     slide_column: str = "slide_id"
     path_column: str = "path"
+    #: optional columns of the slide table: an image of the slide (report crops) and its level-0 px per image px
+    thumbnail_column: str = "thumbnail"
+    thumbnail_downsample_column: str = "thumbnail_downsample"
     glob: str | None = None
     patient_pattern: str = r"^(?P<patient>.+?)(?:[_.-]slide[_-]?\d+)?$"
     format: Literal["auto", "trident", "clam_h5", "stamp", "pt", "npy", "safetensors"] = "auto"

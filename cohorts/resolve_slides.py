@@ -3,6 +3,7 @@ contents are read by :mod:`multimodal.cohorts.formats.slides`)."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from multimodal.cohorts.manifest import (
 from multimodal.cohorts.problems import did_you_mean
 from multimodal.cohorts.resolved import ResolvedManifest, under, unknown_patient
 from multimodal.cohorts.sources import SlideRef, SlideSource
-from multimodal.errors import InputError
+from multimodal.errors import InputError, short
+
+#: (patient, slide id, feature file, the file that listed it, its field, (thumbnail, downsample) or None)
+_Row = tuple[str, str, Path, Path, str, "tuple[Path | None, float | None] | None"]
 
 #: Slide file suffix -> SlideRef.format ("auto": an h5 file whose layout (TRIDENT / CLAM / STAMP) is read from its keys).
 SLIDE_SUFFIX_FORMAT = {".h5": "auto", ".hdf5": "auto", ".pt": "pt", ".pth": "pt", ".npy": "npy",
@@ -44,7 +48,7 @@ def resolve_slides(name: str, spec: SlidesSpec, res: ResolvedManifest, known: se
         rows = _slide_rows_from_table(spec, res, where)
     else:
         rows = _slide_rows_from_glob(spec, res, where, known)
-    for pid, slide_id, path, file, field_name in rows:
+    for pid, slide_id, path, file, field_name, thumb in rows:
         if unknown_patient(log, known, pid, file=file, field=field_name, what=f"slide {slide_id!r}"):
             continue
         fmt, bad_format = _slide_format(spec, path)
@@ -57,16 +61,43 @@ def resolve_slides(name: str, spec: SlidesSpec, res: ResolvedManifest, known: se
                       hint=f"listed in {file.name}; paths are relative to the manifest folder",
                       group="missing slide file")
             continue
-        refs.setdefault(pid, []).append(SlideRef(patient_id=pid, slide_id=slide_id, path=path, format=fmt))
+        thumbnail, downsample = thumb or (None, None)
+        if thumbnail is not None and not thumbnail.is_file():
+            log.error("slide thumbnail not found", file=thumbnail, patient=pid, field=spec.thumbnail_column,
+                      hint=f"listed in {file.name}; paths are relative to the manifest folder (leave the cell empty "
+                           "for a slide without one)", group="missing thumbnail")
+            continue
+        refs.setdefault(pid, []).append(SlideRef(patient_id=pid, slide_id=slide_id, path=path, format=fmt,
+                                                 thumbnail=thumbnail, thumbnail_downsample=downsample))
     return SlideSource(slides={p: tuple(r) for p, r in refs.items()})
 
 
+def _thumbnail(spec: SlidesSpec, res: ResolvedManifest, rec: dict, row: int, table_path: Path,
+               pid: str) -> tuple[Path | None, float | None] | None:
+    """The row's optional thumbnail and downsample; None after logging an error (a bad downsample)."""
+    rel = norm_id(rec.get(spec.thumbnail_column))
+    raw = rec.get(spec.thumbnail_downsample_column)
+    downsample = None
+    if raw is not None and norm_id(raw) is not None:
+        try:
+            downsample = float(raw)
+        except (TypeError, ValueError):
+            downsample = float("nan")
+        if not (math.isfinite(downsample) and downsample > 0):
+            res.log.error(f"row {row}: thumbnail downsample must be a positive number (level-0 pixels per thumbnail "
+                          f"pixel), got {short(raw)}", file=table_path, patient=pid,
+                          field=spec.thumbnail_downsample_column, group="thumbnail downsample")
+            return None
+    return (None if rel is None else under(res.root, rel), downsample)
+
+
 def _slide_rows_from_table(spec: SlidesSpec, res: ResolvedManifest,
-                           where: str) -> list[tuple[str, str, Path, Path, str]]:
+                           where: str) -> list[_Row]:
     log = res.log
     table_path = under(res.root, str(spec.table))
     try:
-        table = read_table(table_path, str_columns=[spec.patient_column, spec.slide_column, spec.path_column])
+        table = read_table(table_path, str_columns=[spec.patient_column, spec.slide_column, spec.path_column,
+                                                    spec.thumbnail_column])
     except InputError as exc:
         p = exc.problems[0]
         log.error(f"slide table: {p.message}", file=table_path, field=f"{where}.table", hint=p.hint)
@@ -85,12 +116,15 @@ def _slide_rows_from_table(spec: SlidesSpec, res: ResolvedManifest,
             continue
         path = under(res.root, rel)
         slide_id = norm_id(rec.get(spec.slide_column)) or path.stem
-        rows.append((pid, slide_id, path, table_path, spec.patient_column))
+        thumb = _thumbnail(spec, res, rec, i + 2, table_path, pid)
+        if thumb is None:
+            continue
+        rows.append((pid, slide_id, path, table_path, spec.patient_column, thumb))
     return rows
 
 
 def _slide_rows_from_glob(spec: SlidesSpec, res: ResolvedManifest, where: str,
-                          known: set[str] | None) -> list[tuple[str, str, Path, Path, str]]:
+                          known: set[str] | None) -> list[_Row]:
     log = res.log
     try:
         pattern = re.compile(spec.patient_pattern)
@@ -118,7 +152,7 @@ def _slide_rows_from_glob(spec: SlidesSpec, res: ResolvedManifest, where: str,
         pid = m.group("patient") if "patient" in pattern.groupindex else m.group(0)
         if unknown_patient(log, known, pid, file=res.root / pat, field=f"{where}.glob", what=f"slide {f.name!r}"):
             continue
-        rows.append((pid, f.stem, f, f, f"{where}.glob"))
+        rows.append((pid, f.stem, f, f, f"{where}.glob", None))
     if unmatched:
         log.warn(f"{len(unmatched)} slide file(s) do not match patient_pattern and are ignored, e.g. {unmatched[:3]}",
                  file=res.path, field=f"{where}.patient_pattern")

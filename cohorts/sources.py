@@ -20,6 +20,8 @@ class SlideRef:
     slide_id: str
     path: Path
     format: str = "auto"  # trident | clam_h5 | stamp | pt | npy | safetensors | auto (by suffix / keys)
+    thumbnail: Path | None = None  # an image of the slide, for report crops (never read by the model)
+    thumbnail_downsample: float | None = None  # level-0 pixels per thumbnail pixel, when the slide table gives it
 
 
 @dataclass(frozen=True)

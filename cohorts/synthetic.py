@@ -220,7 +220,7 @@ class SyntheticConfig:
 
 
 def generate_synthetic_cohort(
-    out_dir: str | Path, config: SyntheticConfig | None = None, *, overwrite: bool = False
+    out_dir: str | Path, config: SyntheticConfig | None = None, *, overwrite: bool = False, thumbnails: bool = False,
 ) -> Path:
     """Write a complete synthetic cohort under ``out_dir`` and return the path of its ``manifest.yaml``.
 
@@ -230,6 +230,8 @@ def generate_synthetic_cohort(
         out_dir: output folder; must be absent or empty unless ``overwrite``.
         config: sizes and knobs (default :class:`SyntheticConfig`).
         overwrite: replace a non-empty ``out_dir``.
+        thumbnails: also paint an H&E-like thumbnail of each slide's planted tissue map
+            (:mod:`multimodal.cohorts.synthetic_thumbnails`), for report crops; the rest of the cohort is unchanged.
 
     Raises:
         InputError: ``out_dir`` exists and is not empty (and ``overwrite`` is false).
@@ -238,6 +240,10 @@ def generate_synthetic_cohort(
     target = Path(out_dir)
     with atomic_dir(target, overwrite=overwrite) as tmp:
         _generate_into(tmp, cfg)
+        if thumbnails and (tmp / "slides.csv").is_file():
+            from multimodal.cohorts.synthetic_thumbnails import write_thumbnails
+
+            write_thumbnails(tmp, seed=cfg.seed)
     return target / "manifest.yaml"
 
 

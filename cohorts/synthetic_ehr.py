@@ -53,6 +53,17 @@ CODES: dict[str, tuple[str, list[str]]] = {
     "MEDICATION//ATC//R03BB04": ("Tiotropium bromide", ["ATC/R03BB04"]),
     "PROCEDURE//BIOPSY": ("Diagnostic tumour biopsy", []),
 }
+# lab code -> (reference_low, reference_high) in the code's unit: typical adult reference intervals, written to
+# codes.parquet so that reports can place a value (a site's own codes.parquet carries its laboratory's ranges)
+REFERENCE_RANGES: dict[str, tuple[float, float]] = {
+    "LAB//LDH": (140.0, 280.0),
+    "LAB//ALB": (3.5, 5.0),
+    "LAB//HGB": (12.0, 17.5),
+    "LAB//CRP": (0.0, 10.0),
+    "LAB//CREA": (0.6, 1.3),
+    "LAB//WBC": (4.0, 11.0),
+    "LAB//CEA": (0.0, 3.0),
+}
 # comorbidity code -> (base prevalence, extra prevalence per year of age above 50, medication code)
 COMORBIDITIES: dict[str, tuple[float, float, str]] = {
     "DIAGNOSIS//ICD10//I10": (0.20, 0.01, "MEDICATION//ATC//C09AA05"),
@@ -238,6 +249,8 @@ def write_meds(
                 "code": pa.array(used, pa.string()),
                 "description": pa.array([_describe(cd) for cd in used], pa.string()),
                 "parent_codes": pa.array([CODES.get(cd, ("", []))[1] for cd in used], pa.list_(pa.string())),
+                "reference_low": pa.array([REFERENCE_RANGES.get(cd, (None, None))[0] for cd in used], pa.float64()),
+                "reference_high": pa.array([REFERENCE_RANGES.get(cd, (None, None))[1] for cd in used], pa.float64()),
             }
         ),
         meta / "codes.parquet",

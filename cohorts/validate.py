@@ -23,6 +23,7 @@ import numpy as np
 
 from multimodal.cohorts.formats.omics import read_cnv, read_expression, read_maf, split_wide
 from multimodal.cohorts.formats.slides import open_slide
+from multimodal.cohorts.formats.thumbnails import read_thumbnail
 from multimodal.cohorts.loading import ProblemLog, ResolvedManifest, resolve_manifest
 from multimodal.cohorts.resolved import under
 from multimodal.cohorts.sources import ClinicalSource, MedsSource, OmicsSource, SlideRef, SlideSource
@@ -129,6 +130,11 @@ def _check_slides(res: ResolvedManifest, log: ProblemLog) -> dict[str, list[Slid
         for refs in src.slides.values():
             for ref in refs:
                 info, probs = inspect_slide(ref)
+                if ref.thumbnail is not None:  # read as `report` reads it: what validate accepts, report accepts
+                    try:
+                        read_thumbnail(ref.thumbnail, patient=ref.patient_id)
+                    except InputError as exc:
+                        probs = [*probs, *exc.problems]
                 for p in probs:
                     kind = re.sub(r"[\d(\[{].*", "", p.message.split(": ", 1)[-1]).strip()
                     log.error(p.message, file=p.file, patient=p.patient, field=p.field, hint=p.hint,

@@ -74,10 +74,33 @@ class ResponseBaseline(Protocol):
 
 
 # ---- preprocessing ---------------------------------------------------------------------------------------------------
-def _is_categorical(s: pd.Series) -> bool:
+def _is_categorical(dtype: Any) -> bool:
+    """A column of this dtype is categorical (category, object or string); by dtype alone, so that checking
+    thousands of pooled-feature columns does not access each one."""
     return (
-        isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
+        isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
     )
+
+
+def _numeric_block(X: pd.DataFrame, columns: list[Any]) -> np.ndarray:
+    """``X[columns]`` as a float64 array, non-numbers as NaN (``pd.to_numeric(errors="coerce")`` on the columns that
+    are not numeric already: converting thousands of pooled-feature columns one by one was the slow part)."""
+    sub = X[columns]
+    odd = [c for c, dt in zip(columns, sub.dtypes, strict=True) if not pd.api.types.is_numeric_dtype(dt)]
+    if odd:
+        sub = sub.assign(**{str(c): pd.to_numeric(sub[c], errors="coerce") for c in odd}) \
+            if all(isinstance(c, str) for c in odd) else sub.apply(pd.to_numeric, errors="coerce")
+    return sub.to_numpy(np.float64, na_value=np.nan)
+
+
+def _nanmedian(a: np.ndarray) -> np.ndarray:
+    """Column medians ignoring NaN; NaN for an all-missing column (as pandas' median), without numpy's warning."""
+    out = np.full(a.shape[1], np.nan)
+    seen = ~np.isnan(a).all(axis=0)
+    if seen.any():
+        out[seen] = np.nanmedian(a[:, seen], axis=0)
+    return out
 
 
 class TabularPreprocessor:
@@ -100,9 +123,9 @@ class TabularPreprocessor:
 
     def fit(self, X: pd.DataFrame) -> TabularPreprocessor:
         self.columns_ = list(X.columns)
-        self.categorical_ = [c for c in X.columns if _is_categorical(X[c])]
+        self.categorical_ = [c for c, dt in zip(X.columns, X.dtypes, strict=True) if _is_categorical(dt)]
         self.numeric_ = [c for c in X.columns if c not in self.categorical_]
-        self.medians_ = X[self.numeric_].apply(pd.to_numeric, errors="coerce").astype(np.float64).median()
+        self.medians_ = pd.Series(_nanmedian(_numeric_block(X, self.numeric_)), index=self.numeric_, dtype=np.float64)
         self.modes_: dict[str, Any] = {}
         self.categories_: dict[str, list[Any]] = {}
         for c in self.categorical_:
@@ -137,8 +160,9 @@ class TabularPreprocessor:
         return names
 
     def _expand(self, X: pd.DataFrame) -> np.ndarray:
-        num = X[self.numeric_].apply(pd.to_numeric, errors="coerce").astype(np.float64)
-        blocks = [num.fillna(self.medians_).to_numpy(np.float64)]
+        num = _numeric_block(X, self.numeric_)
+        med = self.medians_.reindex(self.numeric_).to_numpy(np.float64)
+        blocks = [np.where(np.isnan(num), med[None, :], num)]
         for c in self.categorical_:
             cats = self.categories_.get(c, [])
             if not cats:

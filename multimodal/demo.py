@@ -42,7 +42,8 @@ def run(out: Path, patients: int, config: Path, overrides: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cohort_dir = out / "cohort"
     print(f"[1/6] synthetic cohort: {patients} patients -> {cohort_dir}", flush=True)
-    manifest = generate_synthetic_cohort(cohort_dir, SyntheticConfig(patients=patients, seed=0), overwrite=True)
+    manifest = generate_synthetic_cohort(cohort_dir, SyntheticConfig(patients=patients, seed=0), overwrite=True,
+                                         thumbnails=True)  # the patient report shows its top patches as crops
 
     print("[2/6] validate", flush=True)
     report = validate_manifest(manifest)

@@ -75,6 +75,12 @@ def performance_lines(validation: Mapping[str, Any]) -> list[str]:
                 lines.append(f"- {name} (mean over folds) with 95% CI: {fmt_metric(v)} ({fmt_ci(ci)})")
         elif key.endswith(_CI):
             lines.append(f"- {key}: {fmt_ci(v)}")
+        elif key == "study":  # the run folder by name: a card travels, the local path does not
+            lines.append(f"- study: run folder `{Path(str(v)).name}`" if v else f"- study: {NA}")
+        elif key == "oracle c_index":
+            if _is_number(v):  # synthetic cohorts only
+                lines.append(f"- oracle c_index (synthetic cohort: the c-index of the generator's true risk, the "
+                             f"best any model can reach): {fmt_metric(v)}")
         elif isinstance(v, Mapping):
             lines.append(f"- {key}:")
             lines += [f"  - {k}: {fmt_value(x)}" for k, x in v.items()]

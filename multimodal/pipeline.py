@@ -57,6 +57,7 @@ from multimodal.prediction_table import (
 )
 from multimodal.stack import STACKS, PooledStack, fit_pooled_stack, stack_head, stack_structure
 from multimodal.training import FitResult, TrainingConfig, fit_model, make_accelerator, predict_dataset
+from multimodal.training_record import patients_record, survival_record
 from multimodal.wide_init import (
     WideStart,
     choose_trunk_scale,
@@ -178,6 +179,9 @@ class Pipeline:
             "averaged_epochs": result.averaged_epochs,
             "seed": seed,
             "experiment": dict(experiment or {}),
+            # for reports: who the training patients were (salted hashes) and their Kaplan-Meier survival
+            "training_patients": patients_record([*train_ids, *(val_ids or [])], cohort.name, seed),
+            "training_survival": survival_record(cohort, [*train_ids, *(val_ids or [])]),
         }
         if len(members) > 1:
             meta["ensemble"] = [{"seed": member_seed(seed, k), "best_epoch": r.best_epoch, "best_val_score": r.best_score,

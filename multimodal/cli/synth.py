@@ -61,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--signal", choices=["additive", "interaction"], default=defaults.signal,
                    help="planted log-hazard: 'additive' (linear in the latents) or 'interaction' (adds spatial, "
                    "pathway x mutation and lab-acceleration terms), e.g. --signal interaction (default %(default)s)")
+    p.add_argument("--thumbnails", action="store_true", help="also paint an H&E-like thumbnail per slide (from its "
+                   "planted tissue map), so that reports show their top patches as image crops")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(func=run)
     return p
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     check_out(args.out, folder=True)
     cfg = config_from_args(args)
     start = time.perf_counter()
-    manifest = generate_synthetic_cohort(args.out, cfg, overwrite=args.overwrite)
+    manifest = generate_synthetic_cohort(args.out, cfg, overwrite=args.overwrite, thumbnails=args.thumbnails)
     seconds = time.perf_counter() - start
     print(manifest)
     logging.getLogger(__name__).info("wrote %d patients in %.1f s", cfg.patients, seconds)

@@ -19,9 +19,10 @@ from multimodal.explain.attribution import integrated_gradients, modality_shaple
 from multimodal.explain.genes import gene_effects, set_scores, shares_members
 from multimodal.explain.reference import centered, explain_target, read_reference
 from multimodal.explain.result import RiskResult
+from multimodal.explain.slide_crops import add_crops, slide_thumbnails
 from multimodal.model import MultimodalEnsemble
 from multimodal.model.fusion import CrossAttention, SelfAttention
-from multimodal.report.clinical_terms import code_descriptions, event_rows
+from multimodal.report.clinical_terms import code_descriptions, code_ranges, event_rows
 from multimodal.report.key_findings import (
     clinical_header,
     cohort_average,
@@ -33,6 +34,7 @@ from multimodal.report.key_findings import (
     years_text,
 )
 from multimodal.report.privacy import scrub, slide_label
+from multimodal.training_record import was_training_patient
 
 if TYPE_CHECKING:
     from multimodal.cohorts.cohort import Cohort
@@ -176,7 +178,7 @@ def explain_patient(
             at_h.append({"horizon": float(h), "years": years, "label": years_text(h, time_unit),
                          "time_unit": time_unit, "risk": est, "survival": 1 - est,
                          "lower": float(np.quantile(draws, 0.05)), "upper": float(np.quantile(draws, 0.95))})
-        avg = cohort_average(cohort, [h["horizon"] for h in at_h])
+        avg = cohort_average(cohort, [h["horizon"] for h in at_h], meta.get("training_survival"))
         if avg is not None:
             for h, v in zip(at_h, avg["survival"], strict=True):
                 h["cohort_survival"] = v
@@ -208,7 +210,12 @@ def explain_patient(
     ig = integrated_gradients(model, batch, target=target, n_steps=n_steps)
     descriptions = {m: code_descriptions(getattr(src, "root", None)) for m, src in cohort.modalities.items()
                     if getattr(src, "kind", None) == "meds"}
-    evidence = _evidence(batch, ig, top_k, reference, target, descriptions)
+    ranges = {m: code_ranges(getattr(src, "root", None)) for m, src in cohort.modalities.items()
+              if getattr(src, "kind", None) == "meds"}
+    slides = {m: slide_thumbnails(cohort, m, patient_id, list((s.meta.get("per_patient") or [{}])[0]
+                                                              .get("slide_ids") or []))
+              for m, s in batch.streams.items() if s.positions is not None}
+    evidence = _evidence(batch, ig, top_k, reference, target, descriptions, ranges, slides)
     for m, ev in evidence.items():
         if ev.get("kind") == "slots" and m in pipe.adapters:
             _annotate_genes(ev, pipe.adapters[m], cohort, patient_id, m)
@@ -233,7 +240,7 @@ def explain_patient(
                "n_train": meta.get("n_train"), "target": target,
                "ensemble_members": int(getattr(model, "num_members", 1)),
                "recalibrated": recalibrated_parts(recalibration), "mc_samples": int(mc_samples),
-               "trained_on_this_manifest": _same_manifest(meta, cohort),
+               "training_patient": _training_patient(meta, cohort, patient_id),
                "trained": (meta.get("provenance") or {}).get("created"),
                "git_commit": (meta.get("provenance") or {}).get("git_commit")},
         inputs_used=used, inputs_missing=missing, risk_score=risk, percentile=percentile, risk_group=group,
@@ -267,18 +274,24 @@ def _identifiers(batch: Any) -> list[str]:
     return [v for v in out if len(v) >= 4]
 
 
-def _same_manifest(meta: dict[str, Any], cohort: Cohort) -> bool | None:
-    """True when the model was trained on the manifest the patient is scored from (the patient was then most
-    likely a training patient), None when unknown."""
+def _training_patient(meta: dict[str, Any], cohort: Cohort, patient_id: str) -> dict[str, Any] | None:
+    """Whether ``patient_id`` was one of the model's training patients: ``{"value": bool, "basis": ...}``, or None
+    when unknown. From the pipeline's hashed training ids (:mod:`multimodal.training_record`); a pipeline without them
+    (an older one) is read as "trained on the manifest the patient is scored from" (then most likely a training
+    patient)."""
+    known = was_training_patient(meta.get("training_patients"), patient_id)
+    if known is not None:
+        return {"value": known, "basis": "the pipeline's record of its training patients"}
     trained = ((meta.get("experiment") or {}).get("data") or {}).get("manifest")
     if not trained or cohort.manifest_path is None:
         return None
     from pathlib import Path
 
     try:
-        return Path(str(trained)).resolve() == Path(cohort.manifest_path).resolve()
+        same = Path(str(trained)).resolve() == Path(cohort.manifest_path).resolve()
     except OSError:
         return None
+    return {"value": same, "basis": "scored from the manifest the model was trained on"} if same else None
 
 
 def _model_hash(model: nn.Module) -> str:
@@ -290,7 +303,9 @@ def _model_hash(model: nn.Module) -> str:
 
 
 def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None = None,
-              target: str = "risk", descriptions: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+              target: str = "risk", descriptions: dict[str, dict[str, str]] | None = None,
+              ranges: dict[str, dict[str, tuple[float | None, float | None]]] | None = None,
+              slides: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Top evidence per modality; slot tokens (pathways, genes) are read against ``reference``
     (:mod:`multimodal.explain.reference`) where the pipeline has one, keeping the plain value as
     ``attribution_vs_baseline``."""
@@ -315,7 +330,7 @@ def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None 
                 heat.append({"slide_id": slide_label(int(si), n_slides),
                              "x": pos[sel, 0].astype(int).tolist(), "y": pos[sel, 1].astype(int).tolist(),
                              "value": np.round(ta.scores[sel], 6).tolist()})
-            top = []
+            top, slide_of = [], []
             for i in order[:top_k]:
                 si = int(sidx[i])
                 rec = {"slide_id": slide_label(si, n_slides),
@@ -323,14 +338,18 @@ def _evidence(batch: Any, ig: Any, top_k: int, reference: dict[str, Any] | None 
                 if coords0 is not None and len(coords0) == len(pos):
                     rec["x_level0"], rec["y_level0"] = int(coords0[i, 0]), int(coords0[i, 1])
                 top.append(rec)
+                slide_of.append(si)
             ev[m] = {"kind": "patches", "heatmaps": heat, "top_patches": top, "n_patches": int(len(pos)),
                      **_totals(ta.scores, [t["attribution"] for t in top])}
+            refs = (slides or {}).get(m)
+            if refs and any(r is not None and r.thumbnail is not None for r in refs):
+                ev[m].update(add_crops(top, slide_of, refs, list(pmeta.get("patch_size_level0") or [])))
         elif stream.features is not None:  # slots: pathways / genes with direction
             ev[m] = _slot_evidence(ta, raw, pmeta.get("members"), top_k, what, with_raw=ref is not None)
             if ref is not None:
                 ev[m]["relative_to"] = f"the mean of {int(ref.get('n_patients', 0))} reference patients (inner validation)"
         elif any(" @ " in str(n) for n in ta.names):  # EHR events: one row per code, in words
-            top = event_rows(ta.names, ta.scores, (descriptions or {}).get(m, {}), what, top_k)
+            top = event_rows(ta.names, ta.scores, (descriptions or {}).get(m, {}), what, top_k, (ranges or {}).get(m))
             ev[m] = {"kind": "events", "top": top, "grouping": "one row per code: its records' attributions summed",
                      **_totals(ta.scores, [t["attribution"] for t in top])}
         else:  # clinical variables

@@ -4,6 +4,7 @@ units in brackets as in LOINC display names), the latest value, how long before 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,52 @@ def code_descriptions(meds_root: Path | None) -> dict[str, str]:
     return {str(c): str(d) for c, d in zip(t["code"], t["description"], strict=True) if d is not None and d == d}
 
 
+def code_ranges(meds_root: Path | None) -> dict[str, tuple[float | None, float | None]]:
+    """``code -> (reference_low, reference_high)`` from the optional columns of ``<meds_root>/metadata/codes.parquet``
+    (docs/data-formats.md; {} when absent or unreadable; a missing bound is None)."""
+    if meds_root is None:
+        return {}
+    path = Path(meds_root) / "metadata" / "codes.parquet"
+    if not path.is_file():
+        return {}
+    import pandas as pd
+
+    try:
+        t = pd.read_parquet(path, columns=["code", "reference_low", "reference_high"])
+    except (OSError, ValueError, KeyError):
+        return {}
+
+    def bound(v: Any) -> float | None:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return None
+        return f if math.isfinite(f) else None
+
+    out = {}
+    for c, lo, hi in zip(t["code"], t["reference_low"], t["reference_high"], strict=True):
+        lo, hi = bound(lo), bound(hi)
+        if lo is not None or hi is not None:
+            out[str(c)] = (lo, hi)
+    return out
+
+
+def range_flag(value: float, low: float | None, high: float | None) -> str:
+    """``"below"``, ``"above"`` or ``"within"`` the reference range."""
+    if low is not None and value < low:
+        return "below"
+    if high is not None and value > high:
+        return "above"
+    return "within"
+
+
+def _range_text(low: float | None, high: float | None, unit: str | None) -> str:
+    u = f" {unit}" if unit else ""
+    if low is not None and high is not None:
+        return f"{low:.4g}–{high:.4g}{u}"
+    return f"≥ {low:.4g}{u}" if low is not None else f"≤ {high:.4g}{u}"
+
+
 def parse_event(name: str) -> dict[str, Any]:
     """The parts of an EHR token name; a name that does not parse is kept whole as its code."""
     m = _NAME.match(str(name))
@@ -59,8 +106,9 @@ def _label(code: str, descriptions: dict[str, str]) -> tuple[str, str | None]:
 
 
 def event_rows(names: Sequence[str], scores: Sequence[float], descriptions: dict[str, str], what: str,
-               top_k: int) -> list[dict[str, Any]]:
-    """One row per code (its tokens' attributions summed), the ``top_k`` largest by |attribution|, each in words."""
+               top_k: int, ranges: dict[str, tuple[float | None, float | None]] | None = None) -> list[dict[str, Any]]:
+    """One row per code (its tokens' attributions summed), the ``top_k`` largest by |attribution|, each in words;
+    a value is placed against the code's reference range where ``ranges`` (:func:`code_ranges`) has one."""
     groups: dict[str, dict[str, Any]] = {}
     for name, s in zip(names, scores, strict=True):
         ev = parse_event(name)
@@ -76,9 +124,14 @@ def event_rows(names: Sequence[str], scores: Sequence[float], descriptions: dict
     for code, g in sorted(groups.items(), key=lambda kv: -abs(kv[1]["attribution"]))[:top_k]:
         words, unit = _label(code, descriptions)
         latest = g["latest"] or {}
-        parts = []
+        parts, placed = [], {}
         if "value" in latest:
             parts.append(f"{latest['value']:.4g}{' ' + unit if unit else ''}")
+            low, high = (ranges or {}).get(code, (None, None))
+            if low is not None or high is not None:
+                flag = range_flag(latest["value"], low, high)
+                parts[-1] += f" ({flag} the reference range {_range_text(low, high, unit)})"
+                placed = {"reference_low": low, "reference_high": high, "range_flag": flag}
         if "time" in latest and not latest.get("static"):
             parts.append(f"{abs(latest['time']):.0f} {latest['time_unit']} before the data cut-off")
         if g["n"] > 1:
@@ -86,6 +139,6 @@ def event_rows(names: Sequence[str], scores: Sequence[float], descriptions: dict
         if g["trend"] is not None:
             parts.append(f"trend {g['trend']:+.3g}{' ' + unit if unit else ''} per year")
         rows.append({"name": f"{words}: {', '.join(parts)}" if parts else words, "code": code,
-                     "attribution": g["attribution"], "unit": unit,
+                     "attribution": g["attribution"], "unit": unit, **placed,
                      "direction": f"raises {what}" if g["attribution"] > 0 else f"lowers {what}"})
     return rows

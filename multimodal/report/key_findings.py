@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from multimodal.training_record import survival_at, survival_record
+
 if TYPE_CHECKING:
     from multimodal.cohorts.cohort import Cohort
 
@@ -19,8 +21,6 @@ if TYPE_CHECKING:
 UNITS_PER_YEAR = {"days": 365.25, "weeks": 365.25 / 7, "months": 12.0, "years": 1.0}
 #: Horizons a clinician asks for, in years; those past the model's follow-up are left out.
 REPORT_HORIZON_YEARS = (1.0, 2.0, 3.0, 5.0)
-#: Below this many patients with a known outcome the cohort average is not shown.
-MIN_PATIENTS_FOR_AVERAGE = 10
 #: Metric of the validation line: survival tasks, then response-only.
 _STATUS_METRICS = (("c_index", "c-index"), ("auroc", "AUROC"))
 #: Clinical columns shown in the header (first match, case-insensitive) -> label.
@@ -53,26 +53,25 @@ def years_text(t: float, time_unit: str) -> str:
     return f"{y:.0f} year{'s' if round(y) != 1 else ''}" if abs(y - round(y)) < 0.05 else f"{y:.1f} years"
 
 
-def cohort_average(cohort: Cohort, times: list[float]) -> dict[str, Any] | None:
-    """Kaplan–Meier survival of the cohort's patients with a known outcome at ``times``, or None below
-    :data:`MIN_PATIENTS_FOR_AVERAGE` such patients."""
-    known = cohort.outcome_known()
-    if int(known.sum()) < MIN_PATIENTS_FOR_AVERAGE or not times:
+def cohort_average(cohort: Cohort, times: list[float], training: dict[str, Any] | None = None,
+                   ) -> dict[str, Any] | None:
+    """Kaplan–Meier survival at ``times`` beside which a patient's prediction is shown: of the model's training
+    patients where the pipeline recorded it (``training``, :func:`multimodal.training_record.survival_record`), else
+    of the scored cohort's patients with a known outcome; None below
+    :data:`multimodal.training_record.MIN_PATIENTS_FOR_AVERAGE` such patients."""
+    if not times:
         return None
-    from sksurv.nonparametric import kaplan_meier_estimator
-
-    t, e = cohort.survival_arrays()
-    t, e = t[known], e[known]
-    if not e.any():
+    if training is not None:
+        return {"survival": survival_at(training, times), "n_patients": training["n_patients"],
+                "n_events": training["n_events"],
+                "method": f"Kaplan–Meier estimate over the model's {training['n_patients']} training patients "
+                          f"({training['n_events']} events)"}
+    rec = survival_record(cohort, cohort.patient_ids)
+    if rec is None:
         return None
-    x, s = kaplan_meier_estimator(e, t)
-    idx = np.searchsorted(x, np.asarray(times, dtype=float), side="right") - 1
-    vals = [1.0 if i < 0 else float(s[i]) for i in idx]
-    # past the last follow-up the estimate is undefined
-    vals = [v if tt <= float(t.max()) else None for v, tt in zip(vals, times, strict=True)]
-    return {"survival": vals, "n_patients": int(known.sum()), "n_events": int(e.sum()),
-            "method": f"Kaplan–Meier estimate over the {int(known.sum())} patients of cohort {cohort.name} with a "
-                      "known outcome"}
+    return {"survival": survival_at(rec, times), "n_patients": rec["n_patients"], "n_events": rec["n_events"],
+            "method": f"Kaplan–Meier estimate over the {rec['n_patients']} patients of cohort {cohort.name} with a "
+                      "known outcome (the pipeline records no training survival)"}
 
 
 def clinical_header(cohort: Cohort, patient_id: str) -> dict[str, str]:

@@ -12,6 +12,10 @@ def slide_label(index: int, n_slides: int) -> str:
     return f"slide {index + 1} of {n_slides}"
 
 
+#: Strings that are embedded images (:func:`multimodal.cohorts.formats.thumbnails.png_data_uri`), left as they are.
+DATA_URI = "data:image/"
+
+
 def scrub(obj: Any, identifiers: list[str], pseudonym: str) -> Any:
     """A copy of ``obj`` (JSON-like: dicts, lists, strings, numbers) with every occurrence of each identifier in
     ``identifiers`` replaced by ``pseudonym`` in every string and dict key, case-insensitively."""
@@ -22,7 +26,8 @@ def scrub(obj: Any, identifiers: list[str], pseudonym: str) -> Any:
 
     def walk(o: Any) -> Any:
         if isinstance(o, str):
-            return rx.sub(pseudonym, o)
+            # an embedded image (data URI) is pixels, not text: an id-like run of base64 characters is chance
+            return o if o.startswith(DATA_URI) else rx.sub(pseudonym, o)
         if isinstance(o, dict):
             return {walk(k): walk(v) for k, v in o.items()}
         if isinstance(o, (list, tuple)):

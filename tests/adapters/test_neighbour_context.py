@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,39 @@ def test_a_slide_left_out_of_the_training_sample_is_skipped(tmp_path: Path) -> N
         assert s.features.shape == (1, 8, 32) and np.isfinite(s.features.numpy()).all()
         seen_small += int((s.slide_index[0] == 1).any())
     assert seen_small < 40  # most samples leave the 3-patch slide out: the case that must not fail
+
+
+def test_slides_kept_in_memory_give_the_tokens_the_files_give(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter's slide-content cache (``MULTIMODAL_SLIDE_CACHE_MB``) changes where values come from, never the
+    values: each stream equals the one read from the files, for inference and for training samples; a budget too
+    small for a slide reads the file; a rewritten file is read again."""
+    import multimodal.adapters.pathology as pathology
+
+    cohort = make_cohort(tmp_path, {"P0": [300, 120], "P1": [80], "P2": [200, 50, 10]})
+
+    def streams(budget: int) -> list:
+        monkeypatch.setattr(pathology, "_CONTENT_CACHE_BYTES", budget)
+        a = PathologyAdapter(neighbour_context=True, max_patches=40).fit(cohort, TRAIN)
+        out = [a.transform(p, **kw) for _ in range(2) for p in ("P0", "P1", "P2")
+               for kw in ({}, {"train": True, "seed": 3}, {"train": True, "seed": 4})]
+        return out, a
+
+    files, a0 = streams(0)
+    memory, a1 = streams(1 << 30)
+    partly, a2 = streams(300 * 16 * 4 * 2 * 2)  # room for some slides only
+    assert not a0._content_cache and len(a1._content_cache) == 6 and 0 < len(a2._content_cache) < 6
+    for f, m, p in zip(files, memory, partly, strict=True):
+        for s in (m, p):
+            assert np.array_equal(f.features.numpy(), s.features.numpy())
+            assert np.array_equal(f.positions.numpy(), s.positions.numpy())
+            assert np.array_equal(f.meta["patch_rows"], s.meta["patch_rows"]) and f.names == s.names
+    path = cohort.modalities["pathology"].slides["P1"][0].path
+    x, coords = read_source(path)
+    import h5py
+
+    with h5py.File(path, "r+") as h:
+        h["features"][...] = x + 1.0
+    st = path.stat()  # a later rewrite: the file system's clock may be coarser than this test
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    # new stat, new key, read again (stored as float16: compared at its precision)
+    assert np.allclose(a1.transform("P1").features[0].numpy()[:, :16], x + 1.0, atol=1e-2)

@@ -28,6 +28,45 @@ def test_ehr_tokens_become_one_row_per_code_in_words():
     assert rows[2]["name"] == "Sex: male" and rows[2]["direction"] == "lowers risk"
 
 
+def test_lab_values_are_placed_against_the_codes_reference_range(tmp_path):
+    """codes.parquet's optional reference_low / reference_high (as `multimodal synth` writes them) place the latest
+    value: below, within or above, with the range in the code's unit."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from multimodal.report.clinical_terms import code_ranges, event_rows
+
+    meta = tmp_path / "metadata"
+    meta.mkdir()
+    pq.write_table(pa.table({"code": ["LAB//LDH", "LAB//CRP", "GENDER//M"],
+                             "description": ["Lactate dehydrogenase [U/L]", "C-reactive protein [mg/L]", "Sex: male"],
+                             "reference_low": [140.0, None, None], "reference_high": [280.0, 10.0, None]}),
+                   meta / "codes.parquet")
+    ranges = code_ranges(tmp_path)
+    assert ranges == {"LAB//LDH": (140.0, 280.0), "LAB//CRP": (None, 10.0)}
+    names = ["LAB//LDH = 126.416 @ -200.5d", "LAB//CRP = 14 @ -3.0d", "GENDER//M @ static"]
+    rows = {r["code"]: r for r in event_rows(names, [0.3, 0.2, 0.1], DESCRIPTIONS, "risk", 10, ranges)}
+    assert rows["LAB//LDH"]["name"] == ("Lactate dehydrogenase: 126.4 U/L (below the reference range 140–280 U/L), "
+                                        "200 days before the data cut-off")
+    assert rows["LAB//LDH"]["range_flag"] == "below" and rows["LAB//CRP"]["range_flag"] == "above"
+    assert "≤ 10" in rows["LAB//CRP"]["name"] and "range_flag" not in rows["GENDER//M"]
+    assert code_ranges(tmp_path / "nowhere") == {}
+
+
+def test_synthetic_cohorts_write_reference_ranges_for_their_labs(tmp_path):
+    import pandas as pd
+
+    from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
+    from multimodal.report.clinical_terms import code_ranges
+
+    manifest = generate_synthetic_cohort(tmp_path / "syn", SyntheticConfig(patients=12, seed=1, patches_per_slide=20,
+                                                                          embed_dim=8, n_genes=40, n_pathways=4))
+    codes = pd.read_parquet(manifest.parent / "meds" / "metadata" / "codes.parquet")
+    ranges = code_ranges(manifest.parent / "meds")
+    labs = [c for c in codes["code"] if c.startswith("LAB//")]
+    assert labs and set(labs) <= set(ranges) and ranges["LAB//LDH"] == (140.0, 280.0)
+
+
 def test_gene_words():
     from multimodal.report.patient import gene_text, plain
 

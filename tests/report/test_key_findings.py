@@ -84,6 +84,26 @@ def test_page_one_states_the_key_findings(report_cohort, pipeline_dir, tmp_path)
     html = (out / "report.html").read_text()
     assert re.search(r'id="validation-status" class="status (chance|)"', html)
     assert "1.5" not in json.dumps(res["survival"]["note"])
+    # every patient of the manifest trained the model: flagged from the pipeline's hashed record, beside the
+    # training patients' own Kaplan-Meier average; the record names no patient
+    assert res["model"]["training_patient"] == {"value": True,
+                                                "basis": "the pipeline's record of its training patients"}
+    assert "one of the model's training patients" in " ".join(page1.split())
+    assert "training patients" in res["survival"]["cohort_average"]
+    assert meta["training_patients"]["n"] == len(meta["training_patients"]["hashes"]) == 40
+    assert pid not in json.dumps(meta["training_patients"])
+
+
+def test_training_record_hashes_ids_and_reads_its_survival():
+    from multimodal.training_record import patients_record, survival_at, was_training_patient
+
+    rec = patients_record(["P1", "P2"], "cohort", 0)
+    assert rec == patients_record(["P2", "P1"], "cohort", 0)  # same training, same record; no order kept
+    assert "P1" not in json.dumps(rec) and len(rec["hashes"]) == 2
+    assert was_training_patient(rec, "P1") is True and was_training_patient(rec, "P3") is False
+    assert was_training_patient(None, "P1") is None and was_training_patient({}, "P1") is None
+    km = {"times": [10.0, 20.0], "survival": [0.9, 0.5], "n_patients": 20, "n_events": 5, "max_time": 30.0}
+    assert survival_at(km, [5.0, 10.0, 15.0, 25.0, 31.0]) == [1.0, 0.9, 0.9, 0.5, None]
 
 
 def test_patient_without_slides_says_so_on_page_one(report_cohort, pipeline_dir, tmp_path):

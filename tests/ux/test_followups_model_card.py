@@ -43,7 +43,8 @@ def test_undefined_values_read_na() -> None:
     assert "early stopping on n/a inner-validation" in card
     assert "- c_index (mean over folds) with 95% CI: n/a (n/a)" in card
     assert "- ibs (mean over folds): n/a" in card
-    assert "- oracle c_index: n/a" in card
+    assert "oracle" not in card  # a real cohort has no generator truth: no line, not "n/a"
+    assert "- study: run folder `demo`" in card and "runs/demo" not in card
     assert "- n_folds: n/a" in card
     assert "treatment arms: none" in card
 
@@ -59,7 +60,8 @@ def test_metrics_three_decimals_and_ci_in_brackets() -> None:
     }))
     assert "- c_index (mean over folds) with 95% CI: 0.612 (0.550–0.670)" in card
     assert "- c_index_bootstrap 95% CI: 0.580–0.640" in card
-    assert "- oracle c_index: 0.712" in card
+    assert "- oracle c_index (synthetic cohort: the c-index of the generator's true risk, the best any model can " \
+           "reach): 0.712" in card
     assert "  - splits: stratified 5-fold (seed 0)" in card  # a nested section, not a dict repr
     assert "{" not in card.split("## Performance")[1]
     assert "(selected epoch 0, inner-validation score 0.348). Seed 0." in card
