@@ -453,9 +453,27 @@ def _cox_terms(x: np.ndarray, time: np.ndarray, event: np.ndarray) -> Callable[[
     return terms
 
 
-def _cox_fit(x: np.ndarray, time: np.ndarray, event: np.ndarray, what: str) -> np.ndarray:
-    """Cox partial-likelihood coefficients of ``x`` (n, p) with Breslow ties (no intercept)."""
-    return _newton(_cox_terms(x, time, event), x.shape[1], what)
+def _stratified_cox_terms(x: np.ndarray, time: np.ndarray, event: np.ndarray,
+                          strata: np.ndarray) -> Callable[[np.ndarray], tuple[float, ...]]:
+    """:func:`_cox_terms` of a Cox model stratified by ``strata`` (each stratum its own baseline hazard): the
+    per-stratum log partial likelihoods, gradients and informations summed."""
+    parts = [_cox_terms(x[strata == s], time[strata == s], event[strata == s])
+             for s in np.unique(strata) if event[strata == s].any()]
+
+    def terms(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        out = [t(beta) for t in parts]
+        return (float(sum(o[0] for o in out)), np.sum([o[1] for o in out], axis=0),
+                np.sum([o[2] for o in out], axis=0))
+
+    return terms
+
+
+def _cox_fit(x: np.ndarray, time: np.ndarray, event: np.ndarray, what: str,
+             strata: np.ndarray | None = None) -> np.ndarray:
+    """Cox partial-likelihood coefficients of ``x`` (n, p) with Breslow ties (no intercept); stratified by
+    ``strata`` when given."""
+    terms = _cox_terms(x, time, event) if strata is None else _stratified_cox_terms(x, time, event, strata)
+    return _newton(terms, x.shape[1], what)
 
 
 def _breslow_at(lp: np.ndarray, time: np.ndarray, event: np.ndarray, horizon: float) -> np.ndarray:

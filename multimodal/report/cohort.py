@@ -32,17 +32,20 @@ def risk_groups(preds: pd.DataFrame, n_groups: int = 3) -> pd.Series:
     return out
 
 
-def hazard_ratios(time: np.ndarray, event: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, float]]:
-    """Cox hazard ratio (95% Wald CI) of each risk group against ``low`` (Breslow ties)."""
-    from multimodal.metrics import _cox_fit, _cox_terms
+def hazard_ratios(time: np.ndarray, event: np.ndarray, groups: np.ndarray,
+                  strata: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """Cox hazard ratio (95% Wald CI) of each risk group against ``low`` (Breslow ties), stratified by ``strata``
+    (the fold: each fold's model and patients have their own baseline hazard) when given."""
+    from multimodal.metrics import _cox_fit, _cox_terms, _stratified_cox_terms
 
     others = [g for g in GROUPS[1:] if (groups == g).any()]
     if not others or not (groups == "low").any() or not event.any():
         return {}
     x = np.column_stack([(groups == g).astype(float) for g in others])
     try:
-        beta = _cox_fit(x, time, event, "hazard ratio by risk group")
-        info = _cox_terms(x, time, event)(beta)[2]
+        beta = _cox_fit(x, time, event, "hazard ratio by risk group", strata)
+        terms = _cox_terms(x, time, event) if strata is None else _stratified_cox_terms(x, time, event, strata)
+        info = terms(beta)[2]
         se = np.sqrt(np.diag(np.linalg.inv(info)))
     except Exception:  # noqa: BLE001 - a group without events: no finite estimate, the table says n/a
         return {}
@@ -78,7 +81,9 @@ def km_by_group(preds: pd.DataFrame) -> dict[str, Any]:
     y = np.array(list(zip(e_all, t_all, strict=True)), dtype=[("event", bool), ("time", float)])
     chisq, p = compare_survival(y, groups.to_numpy())
     return {"curves": curves, "logrank_chisq": float(chisq), "logrank_p": float(p), "at_risk_times": at_times.tolist(),
-            "at_risk": at_risk, "hazard_ratios": hazard_ratios(t_all, e_all, groups.to_numpy())}
+            "at_risk": at_risk, "hazard_ratios": hazard_ratios(t_all, e_all, groups.to_numpy(),
+                                                               preds["fold"].to_numpy() if "fold" in preds else None),
+            "hazard_ratio_model": "Cox model stratified by fold" if "fold" in preds else "Cox model"}
 
 
 def describe_cohort(preds: pd.DataFrame, coverage: dict[str, int] | None, task: str | None) -> list[tuple[str, str]]:
