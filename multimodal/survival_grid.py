@@ -17,13 +17,18 @@ def discrete_survival_on_grid(surv_bins: np.ndarray, edges: Sequence[float], t_m
 
 def breslow_survival_on_grid(train_risk: np.ndarray, train_time: np.ndarray, train_event: np.ndarray,
                              risk: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """S(t|x) = S0(t)^exp(risk) with the Breslow baseline estimated on the training fold."""
-    order = np.argsort(train_time)
-    t, e, r = train_time[order], train_event[order], np.exp(train_risk[order] - train_risk.max())
-    at_risk = np.cumsum(r[::-1])[::-1]
-    uniq = np.unique(t[e])
-    h0 = np.array([e[t == u].sum() / at_risk[np.searchsorted(t, u)] for u in uniq])
-    cum = np.concatenate([[0.0], np.cumsum(h0)])
-    idx = np.searchsorted(uniq, grid, side="right")
-    base = cum[idx]
-    return np.exp(-np.outer(np.exp(risk - train_risk.max()), base))
+    """S(t|x) = S0(t)^exp(risk) with the Breslow baseline estimated on the training fold (scikit-survival's
+    :class:`~sksurv.linear_model.coxph.BreslowEstimator`), read as a step function on ``grid``: 0 hazard before the
+    first event time, the last cumulative hazard after the last one.
+
+    Risks are shifted by the training maximum on both sides (the product ``H0(t) exp(risk)`` is unchanged), so large
+    log hazards cannot overflow."""
+    from sksurv.linear_model.coxph import BreslowEstimator
+
+    shift = float(np.max(train_risk))
+    est = BreslowEstimator().fit(np.asarray(train_risk, float) - shift, np.asarray(train_event, bool),
+                                 np.asarray(train_time, float))
+    cum = est.cum_baseline_hazard_
+    idx = np.searchsorted(cum.x, np.asarray(grid, float), side="right") - 1
+    base = np.where(idx < 0, 0.0, cum.y[np.clip(idx, 0, None)])
+    return np.exp(-np.outer(np.exp(np.asarray(risk, float) - shift), base))
