@@ -34,7 +34,9 @@ def train_pipeline(
     from multimodal.cohorts.splits import validation_split
     from multimodal.config import to_dict
     from multimodal.experiment import load_cohort, load_experiment, make_adapters
+    from multimodal.explain.reference import attribution_reference
     from multimodal.pipeline import Pipeline
+    from multimodal.report.model_card import write_model_card
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -54,13 +56,14 @@ def train_pipeline(
                  f"training on {len(tr)} patients for {cfg.training.epochs} epochs (training.val_fraction 0: no early "
                  "stopping)")
     pipe, fit = Pipeline.fit(cohort, tr, val_ids=val, adapters=make_adapters(cfg), model_config=cfg.model,
-                             training=cfg.training, task=cfg.task, seed=cfg.seed, experiment=to_dict(cfg))
+                             training=cfg.training, task=cfg.task, seed=cfg.seed, experiment=to_dict(cfg),
+                             attribution_reference=attribution_reference)
     from multimodal.provenance import run_record
 
     pipe.metadata["provenance"] = run_record(cfg, cohort)
     with _main_process_writes() as writes:
         if writes:
-            pipe.save_pretrained(out, overwrite=overwrite)
+            pipe.save_pretrained(out, overwrite=overwrite, model_card=write_model_card)
     return out
 
 
@@ -286,8 +289,8 @@ def attach_validation(pipeline_dir: str | Path, summary_json: str | Path, method
     the validation figures are covered by its own checksum) and the model card.
     """
     from multimodal.io import check_sealed_json
-    from multimodal.model_card import write_model_card
     from multimodal.pipeline import PIPELINE_JSON_SHA256, Pipeline, read_pipeline_json, write_pipeline_json
+    from multimodal.report.model_card import write_model_card
 
     d = Path(pipeline_dir)
     summary_file, summary = read_study_summary(summary_json, method)
@@ -480,18 +483,21 @@ def load_pipeline(directory: str | Path) -> Pipeline:
     checksum list covers every file the loader reads, pipeline.json's own content is sealed, every file matches), and
     any other failure while loading a clear error naming the folder."""
     from multimodal import __version__
+    from multimodal.explain.reference import check_reference
     from multimodal.pipeline import Pipeline, read_pipeline_json
 
     d = Path(directory)
     meta = read_pipeline_json(d)
     try:
-        return Pipeline.from_pretrained(d, verify=True)
+        pipe = Pipeline.from_pretrained(d, verify=True)
     except MultimodalError:
         raise
     except Exception as exc:  # checksums matched, so the files are as written: a version or format problem
         raise InputError(f"cannot load the pipeline: {type(exc).__name__}: {exc}", file=d,
                          hint=f"it was written by precision-multimodal {meta.get('package_version')} / torch "
                          f"{meta.get('torch_version')}; re-train it with this version ({__version__})") from exc
+    check_reference(pipe.metadata, where=str(d / "pipeline.json"))  # refuse a malformed reference now, not at report
+    return pipe
 
 
 def check_compatible(pipe: Pipeline, cohort: Cohort, manifest: str | Path) -> None:

@@ -206,9 +206,11 @@ class MultimodalSurvivalEstimator(BaseEstimator):
         if val and training.select_metric == "c_index" and not _has_comparable_pair(*cohort.survival_arrays(val)):
             # a c-index is undefined on this (small) inner validation set: select on its loss instead
             training = replace(training, select_metric="loss")
+        from multimodal.explain.reference import attribution_reference
+
         pipe, result = Pipeline.fit(
             cohort, train, val_ids=val or None, adapters=self._make_adapters(cohort), model_config=self.model_config(),
-            training=training, task="survival", seed=seed,
+            training=training, task="survival", seed=seed, attribution_reference=attribution_reference,
         )
         self.random_state_ = seed
         self.pipeline_ = pipe
@@ -234,7 +236,7 @@ class MultimodalSurvivalEstimator(BaseEstimator):
             S(0) = 1 (:func:`multimodal.study.discrete_survival_on_grid`); the Cox head uses the Breslow baseline of
             the training data.
         """
-        from multimodal.study import breslow_survival_on_grid, discrete_survival_on_grid
+        from multimodal.survival_grid import breslow_survival_on_grid, discrete_survival_on_grid
 
         self._check_fitted()
         cohort, ids = self._cohort_for(X, None, fitting=False)

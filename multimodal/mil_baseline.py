@@ -311,7 +311,7 @@ class AttentionMILBaseline:
 
     def predict_survival(self, X: MILInputs, grid: Sequence[float]) -> np.ndarray:
         """(n, len(grid)) S(t | x) with the Breslow baseline of the training patients."""
-        from multimodal.study import breslow_survival_on_grid
+        from multimodal.survival_grid import breslow_survival_on_grid
 
         if getattr(self, "task_", None) != "survival":
             raise RuntimeError("predict_survival needs a survival fit: fit(X, time, event)")

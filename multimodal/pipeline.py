@@ -7,7 +7,8 @@ Layout of a saved pipeline directory::
     model/model.safetensors  weights (an ensemble's members under ``members.<k>.``; format 2)
     adapters/<modality>/adapter.json + adapter.safetensors
     stack/stack.json + stack.safetensors   the pooled stack (``model.stack``; multimodal/stack.py)
-    MODEL_CARD.md
+    MODEL_CARD.md            written through ``save_pretrained(model_card=...)`` (multimodal.api passes
+                             :func:`multimodal.report.model_card.write_model_card`; the pipeline knows no report)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,13 +101,15 @@ class Pipeline:
         out_dir: str | Path | None = None,
         accelerator: Any | None = None,
         experiment: Mapping[str, Any] | None = None,
-        attribution_reference: bool = True,
+        attribution_reference: Callable[[Pipeline, Cohort, list[str]], dict[str, Any]] | bool | None = None,
     ) -> tuple[Pipeline, FitResult]:
         """Fit adapters on ``train_ids`` only, then train the model (early stopping on ``val_ids``).
 
-        The metadata keep the inner-validation risks and, with ``attribution_reference``, the inner-validation mean
-        attribution per pathway / gene (:mod:`multimodal.explain.reference`) that reports read a patient against;
-        pipelines that are only scored (cross-validation folds) skip it. With ``training.recalibrate`` the
+        The metadata keep the inner-validation risks and, given an ``attribution_reference`` function (the API passes
+        :func:`multimodal.explain.reference.attribution_reference`), its result on the inner-validation patients,
+        computed before the stack's final refit: the mean attribution per pathway / gene that reports read a patient
+        against. Pipelines that are only scored (cross-validation folds) pass none. The pipeline itself imports
+        nothing from explanations or reports. With ``training.recalibrate`` the
         recalibration maps fitted on the inner-validation patients (:func:`fit_recalibration`) are kept under
         ``recalibration`` and applied by :meth:`predict`.
 
@@ -197,10 +200,12 @@ class Pipeline:
         if ref is not None:
             # the inner-validation risk distribution: reports place a new patient's risk against it
             meta["reference_risks"] = sorted(float(r) for r in ref["risk"])
+            if attribution_reference is True:
+                msg = ("Pipeline.fit: attribution_reference=True is gone; pass the function, e.g. "
+                       "multimodal.explain.reference.attribution_reference (multimodal.api does)")
+                raise TypeError(msg)
             if attribution_reference:
-                from multimodal.explain.reference import attribution_reference as mean_attributions
-
-                meta["attribution_reference"] = mean_attributions(pipe, cohort, list(val_ids))
+                meta["attribution_reference"] = attribution_reference(pipe, cohort, list(val_ids))
         if stacked is not None and val_ids:
             # the super learner's last step: the chosen linear candidate refitted on every training patient of the fold
             pipe.stack = fit_pooled_stack(cohort, [*train_ids, *val_ids], stacked.stack.kind,
@@ -266,7 +271,7 @@ class Pipeline:
         through (0, 1), (edge_k, S_k) and, for the last (open) bin, (largest training time, S_{K-1}); flat after it
         (:func:`multimodal.study.discrete_survival_on_grid`, as the study's and the estimator's curves). Pipelines
         saved without their largest training time (older ones, unless recalibrated) give NaN past the last edge."""
-        from multimodal.study import discrete_survival_on_grid
+        from multimodal.survival_grid import discrete_survival_on_grid
 
         edges = [float(e) for e in (self.model.config.bin_edges or [])]
         grid = np.asarray(list(times), dtype=float)
@@ -278,8 +283,10 @@ class Pipeline:
         return out
 
     # ---- persistence ---------------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the pipeline atomically (a temp dir renamed at the end) with a checksum of every file."""
+    def save_pretrained(self, directory: str | Path, *, overwrite: bool = False,
+                        model_card: Callable[[Path, Pipeline], Any] | None = None) -> Path:
+        """Write the pipeline atomically (a temp dir renamed at the end) with a checksum of every file;
+        ``model_card(folder, pipeline)`` writes the card inside the same atomic folder (not checksummed: a rendering)."""
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no "Writing model shards" bar in CLI output
@@ -303,9 +310,8 @@ class Pipeline:
                 "metadata": self.metadata,
                 "sha256": sums,
             })
-            from multimodal.model_card import write_model_card
-
-            write_model_card(tmp, self)
+            if model_card is not None:
+                model_card(tmp, self)
         return Path(directory)
 
     @classmethod
@@ -329,12 +335,11 @@ class Pipeline:
                              f"format {supported_text}", file=d / "pipeline.json", field="format", hint=hint)
         if verify:
             verify_pipeline_files(d, meta)
-        from multimodal.explain.reference import check_reference
-
         metadata = meta.get("metadata", {})
         if not isinstance(metadata, dict):
             raise IntegrityError(f"{d}/pipeline.json: 'metadata' must be a JSON object, got {type(metadata).__name__}")
-        check_reference(metadata, where=str(d / "pipeline.json"))  # refuse a tampered reference now
+        # the attribution reference is checked by its owner, multimodal.explain.reference, where it is read (and by
+        # multimodal.api.load_pipeline at once)
         check_recalibration(metadata, where=str(d / "pipeline.json"))  # pipelines older than recalibration have none
         adapters = {m: Adapter.load(d / "adapters" / m) for m in meta["modalities"]}
         config = MultimodalConfig.from_pretrained(str(d / "model"), local_files_only=True)

@@ -16,14 +16,9 @@ from multimodal.calibration import recalibrate_response, recalibrate_survival, r
 from multimodal.data import collate_patients
 from multimodal.errors import InputError
 from multimodal.explain.attribution import integrated_gradients, modality_shapley
+from multimodal.explain.clinical_terms import code_descriptions, code_ranges, event_rows
 from multimodal.explain.genes import gene_effects, set_scores, shares_members
-from multimodal.explain.reference import centered, explain_target, read_reference
-from multimodal.explain.result import RiskResult
-from multimodal.explain.slide_crops import add_crops, slide_thumbnails
-from multimodal.model import MultimodalEnsemble
-from multimodal.model.fusion import CrossAttention, SelfAttention
-from multimodal.report.clinical_terms import code_descriptions, code_ranges, event_rows
-from multimodal.report.key_findings import (
+from multimodal.explain.key_findings import (
     clinical_header,
     cohort_average,
     endpoint_text,
@@ -33,7 +28,12 @@ from multimodal.report.key_findings import (
     validation_status,
     years_text,
 )
-from multimodal.report.privacy import scrub, slide_label
+from multimodal.explain.privacy import scrub, slide_label
+from multimodal.explain.reference import centered, explain_target, read_reference
+from multimodal.explain.result import RiskResult
+from multimodal.explain.slide_crops import add_crops, slide_thumbnails
+from multimodal.model import MultimodalEnsemble
+from multimodal.model.fusion import CrossAttention, SelfAttention
 from multimodal.training_record import was_training_patient
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from multimodal.explain.key_findings import units_per_year
 from multimodal.io import atomic_path, write_text_atomic
 from multimodal.report import cohort_figures
-from multimodal.report.key_findings import units_per_year
 
 GROUPS = ("low", "intermediate", "high")
 #: Metrics of the methods table, by family (shown where the summary has them).

@@ -27,7 +27,7 @@ def to_data_uri(fig: Any, dpi: int = 110) -> str:
 def survival_curve(surv: dict[str, Any], at_h: list[dict[str, Any]] | None = None) -> str:
     """Predicted S(t) with its band, ending at the model's last follow-up; the time axis in years where the unit is
     known; the report horizons and the cohort average marked."""
-    from multimodal.report.key_findings import units_per_year
+    from multimodal.explain.key_findings import units_per_year
 
     f = units_per_year(surv.get("time_unit", "")) or 1.0
     unit = "years" if f != 1.0 or surv.get("time_unit") == "years" else surv.get("time_unit", "")

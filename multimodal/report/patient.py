@@ -7,10 +7,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from multimodal.explain.key_findings import validation_rows
 from multimodal.explain.result import RiskResult
 from multimodal.io import atomic_path, write_text_atomic
 from multimodal.report import figures
-from multimodal.report.key_findings import validation_rows
 
 
 def _env() -> Environment:
@@ -93,7 +93,7 @@ def top_factors(r: dict[str, Any], n: int = 3) -> list[str]:
 
 
 def _fmt_years(t: float | None, unit: str) -> str:
-    from multimodal.report.key_findings import years_text
+    from multimodal.explain.key_findings import years_text
 
     return "n/a" if t is None else years_text(float(t), unit)
 

@@ -136,7 +136,7 @@ def test_summary_markdown_shows_cis_and_the_comparison():
 
 
 def test_model_card_does_not_repeat_the_bootstrap_alias():
-    from multimodal.model_card import performance_lines
+    from multimodal.report.model_card import performance_lines
 
     lines = performance_lines({"c_index (mean over folds)": 0.61, "c_index 95% CI": [0.55, 0.67],
                                "c_index_bootstrap 95% CI": [0.55, 0.67]})

@@ -14,7 +14,7 @@ DESCRIPTIONS = {"LAB//LDH": "Lactate dehydrogenase [U/L]", "GENDER//M": "Sex: ma
 
 
 def test_ehr_tokens_become_one_row_per_code_in_words():
-    from multimodal.report.clinical_terms import event_rows
+    from multimodal.explain.clinical_terms import event_rows
 
     names = ["LAB//LDH = 126.416 @ -200.5d", "LAB//LDH = 130 @ -20.5d", "LAB//LDH [trend] = +12.5/y @ -20.5d",
              "GENDER//M @ static", "DIAGNOSIS//ICD10//I10 @ -300.0d"]
@@ -34,7 +34,7 @@ def test_lab_values_are_placed_against_the_codes_reference_range(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from multimodal.report.clinical_terms import code_ranges, event_rows
+    from multimodal.explain.clinical_terms import code_ranges, event_rows
 
     meta = tmp_path / "metadata"
     meta.mkdir()
@@ -57,7 +57,7 @@ def test_synthetic_cohorts_write_reference_ranges_for_their_labs(tmp_path):
     import pandas as pd
 
     from multimodal.cohorts.synthetic import SyntheticConfig, generate_synthetic_cohort
-    from multimodal.report.clinical_terms import code_ranges
+    from multimodal.explain.clinical_terms import code_ranges
 
     manifest = generate_synthetic_cohort(tmp_path / "syn", SyntheticConfig(patients=12, seed=1, patches_per_slide=20,
                                                                           embed_dim=8, n_genes=40, n_pathways=4))

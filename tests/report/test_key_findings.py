@@ -12,7 +12,7 @@ from multimodal.cli.main import main
 
 
 def test_horizons_are_whole_years_within_follow_up():
-    from multimodal.report.key_findings import horizons_in_years, years_text
+    from multimodal.explain.key_findings import horizons_in_years, years_text
 
     assert horizons_in_years("days", 3650.0) == [(1.0, 365.25), (2.0, 730.5), (3.0, 1095.75), (5.0, 1826.25)]
     assert [y for y, _ in horizons_in_years("months", 40.0)] == [1.0, 2.0, 3.0]  # 5 years lie past follow-up
@@ -32,7 +32,7 @@ def test_survival_curve_ends_at_follow_up_without_invented_points():
 
 @pytest.mark.parametrize(("ci", "chance"), [([0.45, 0.66], True), ([0.50, 0.70], True), ([0.53, 0.70], False)])
 def test_validation_status_flags_chance_when_the_ci_reaches_one_half(ci, chance):
-    from multimodal.report.key_findings import validation_status
+    from multimodal.explain.key_findings import validation_status
 
     st = validation_status({"c_index (mean over folds)": 0.6, "c_index 95% CI": ci, "n_folds": 5}, "survival")
     assert st["chance"] is chance and st["validated"] and f"{ci[0]:.2f}–{ci[1]:.2f}" in st["text"]
@@ -43,7 +43,7 @@ def test_validation_status_flags_chance_when_the_ci_reaches_one_half(ci, chance)
 
 
 def test_scrub_replaces_identifiers_everywhere_case_insensitively():
-    from multimodal.report.privacy import scrub
+    from multimodal.explain.privacy import scrub
 
     d = {"a": ["TCGA-AB-1234-01A", {"TCGA-ab-1234_x": "slide tcga-ab-1234"}], "n": 3}
     out = scrub(d, ["TCGA-AB-1234"], "PT-X")

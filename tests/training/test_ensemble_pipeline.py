@@ -26,9 +26,11 @@ def _fit(small_cohort: Path, ensemble: int, out_dir: Path | None = None):
                           [f"data.manifest={small_cohort}", "adapters.pathology.max_patches=32"])
     c = load_cohort(cfg.data)
     ids = c.patient_ids
+    from multimodal.explain.reference import attribution_reference
+
     pipe, fit = Pipeline.fit(c, ids[:30], val_ids=ids[30:], adapters=make_adapters(cfg),
                              model_config=replace(MODEL, ensemble=ensemble), training=TRAINING, task=cfg.task, seed=4,
-                             out_dir=out_dir)
+                             out_dir=out_dir, attribution_reference=attribution_reference)
     return pipe, fit, c
 
 
@@ -68,7 +70,9 @@ def test_each_member_checkpoints_and_resumes_from_its_own_folder(ensemble_fit, s
 
 def test_saved_ensemble_round_trips_and_rejects_a_tampered_member_count(ensemble_fit, tmp_path):
     pipe, _, c, _ = ensemble_fit
-    d = pipe.save_pretrained(tmp_path / "pipe")
+    from multimodal.report.model_card import write_model_card
+
+    d = pipe.save_pretrained(tmp_path / "pipe", model_card=write_model_card)
     meta = json.loads((d / "pipeline.json").read_text())
     assert (meta["format"], meta["ensemble_members"]) == (ENSEMBLE_PIPELINE_FORMAT, 2)
     assert "Deep ensemble of 2 members" in (d / "MODEL_CARD.md").read_text()

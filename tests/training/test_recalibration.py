@@ -189,7 +189,7 @@ def test_patient_report_shows_predicts_recalibrated_probabilities(fitted, which)
 
 
 def test_model_card_says_how_probabilities_were_recalibrated(fitted):
-    from multimodal.model_card import render_model_card
+    from multimodal.report.model_card import render_model_card
 
     pipe, _ = fitted
     card = render_model_card(pipe)

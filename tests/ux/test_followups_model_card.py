@@ -9,8 +9,8 @@ import re
 import pytest
 
 from multimodal.model import MultimodalConfig, MultimodalModel
-from multimodal.model_card import fmt_ci, fmt_metric, fmt_value, render_model_card
 from multimodal.pipeline import Pipeline
+from multimodal.report.model_card import fmt_ci, fmt_metric, fmt_value, render_model_card
 
 STREAMS = [
     {"modality": "genomics", "kind": "slots", "feature_dim": 12, "num_slots": 4, "vocab_size": 0, "max_tokens": 4,
