@@ -568,6 +568,9 @@ class Study:
                                     "std": {k: agg["std"].get(k) for k in keys}, "ci95": ci}
         out["comparison"] = compare_methods(preds, {n: m["mean"] for n, m in out["methods"].items()}, boot,
                                             contexts=contexts)
+        if task == "both":  # the response, against the response baselines (survival ones have no AUROC)
+            out["comparison_response"] = compare_methods(preds, {n: m["mean"] for n, m in out["methods"].items()},
+                                                         boot, contexts=contexts, key="auroc")
         if oracle is not None and self.config.task != "response":
             table = oracle["table"]
             vals = []

@@ -164,12 +164,13 @@ def main_metric(task: str | None) -> str:
 
 def compare_methods(preds: pd.DataFrame, means: dict[str, dict[str, Any]], boot: FoldBootstrap, *,
                     ours: str = "multimodal", contexts: dict[str, dict[Any, FoldContext]] | None = None,
-                    ) -> dict[str, Any] | None:
-    """Our model against the baselines (methods not named ``multimodal*``) on the main metric: the best baseline by
-    mean over folds (``means``: {method: {metric: mean}}), and the paired difference ours − baseline against it and
-    against every baseline (``vs``), each with a 95 % bootstrap CI over patients (:func:`paired_difference`). None
-    when the study has no baseline or no ``ours``."""
-    key = main_metric(boot.task)
+                    key: str | None = None) -> dict[str, Any] | None:
+    """Our model against the baselines (methods not named ``multimodal*``) on ``key`` (default the main metric): the
+    best baseline by mean over folds (``means``: {method: {metric: mean}}; baselines without the metric are not
+    ranked), and the paired difference ours − baseline against it and against every baseline (``vs``), each with a
+    95 % bootstrap CI over patients (:func:`paired_difference`). None when the study has no such baseline or no
+    ``ours``."""
+    key = key or main_metric(boot.task)
     base = {n: m.get(key) for n, m in means.items() if not n.startswith("multimodal")}
     ranked = sorted(((v, n) for n, v in base.items() if v is not None), key=lambda x: -x[0])
     if ours not in means or not ranked:

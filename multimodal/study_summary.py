@@ -68,8 +68,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {_ci_text(method_ci(m, main))} |")
     if summary.get("oracle"):
         lines.append(f"| oracle (true risk) | {_fmt(summary['oracle']['c_index']).strip()} |" + " |" * len(keys))
-    comparison = comparison_text(summary.get("comparison"))
-    if comparison:
-        lines += ["", comparison]
+    for part in ("comparison", "comparison_response"):  # task both: the response's comparison too
+        comparison = comparison_text(summary.get(part))
+        if comparison:
+            lines += ["", comparison]
     lines += ["", "Protocol: " + "; ".join(f"{k}: {v}" for k, v in summary.get("protocol", {}).items())]
     return "\n".join(lines) + "\n"

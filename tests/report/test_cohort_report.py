@@ -72,3 +72,17 @@ def test_hazard_ratios_are_stratified_by_fold():
     pooled = hazard_ratios(time, event, groups)["high"]
     assert strat["lower"] < 2.0 < strat["upper"] and abs(np.log(strat["hr"] / 2.0)) < 0.1
     assert pooled["lower"] > strat["upper"]  # the folds' baselines leak into the unstratified estimate
+
+
+def test_a_both_study_compares_the_response_with_the_response_baselines(cv_run):
+    """task both: besides the c-index comparison, our response against the response baselines on AUROC (the
+    survival baselines have none), in summary.json and summary.md."""
+    import json
+
+    summary = json.loads((cv_run / "summary.json").read_text())
+    assert summary["task"] == "both" and summary["comparison"]["metric"] == "c_index"
+    resp = summary["comparison_response"]
+    assert resp["metric"] == "auroc" and resp["best_baseline"] == "logistic_clinical"
+    assert set(resp["vs"]) == {"logistic_clinical"} and resp["diff"] is not None
+    assert -1.0 <= resp["ci95"][0] <= resp["diff"] <= resp["ci95"][1] <= 1.0
+    assert "Paired difference in auroc" in (cv_run / "summary.md").read_text()
