@@ -20,18 +20,26 @@ _UNIT_WORDS = {"d": "days", "h": "hours", "w": "weeks", "y": "years"}
 _UNIT_IN_DESC = re.compile(r"\s*\[(?P<unit>[^\]]+)\]\s*$")
 
 
-def code_descriptions(meds_root: Path | None) -> dict[str, str]:
-    """``code -> description`` from ``<meds_root>/metadata/codes.parquet`` ({} when absent or unreadable)."""
+def _codes_table(meds_root: Path | None, columns: list[str]) -> Any:
+    """``columns`` of ``<meds_root>/metadata/codes.parquet`` as a DataFrame, None when absent or unreadable (the
+    code metadata is optional: reports then use the codes themselves)."""
     if meds_root is None:
-        return {}
+        return None
     path = Path(meds_root) / "metadata" / "codes.parquet"
     if not path.is_file():
-        return {}
+        return None
     import pandas as pd
 
     try:
-        t = pd.read_parquet(path, columns=["code", "description"])
+        return pd.read_parquet(path, columns=columns)
     except (OSError, ValueError, KeyError):
+        return None
+
+
+def code_descriptions(meds_root: Path | None) -> dict[str, str]:
+    """``code -> description`` from ``<meds_root>/metadata/codes.parquet`` ({} when absent or unreadable)."""
+    t = _codes_table(meds_root, ["code", "description"])
+    if t is None:
         return {}
     return {str(c): str(d) for c, d in zip(t["code"], t["description"], strict=True) if d is not None and d == d}
 
@@ -39,16 +47,8 @@ def code_descriptions(meds_root: Path | None) -> dict[str, str]:
 def code_ranges(meds_root: Path | None) -> dict[str, tuple[float | None, float | None]]:
     """``code -> (reference_low, reference_high)`` from the optional columns of ``<meds_root>/metadata/codes.parquet``
     (docs/data-formats.md; {} when absent or unreadable; a missing bound is None)."""
-    if meds_root is None:
-        return {}
-    path = Path(meds_root) / "metadata" / "codes.parquet"
-    if not path.is_file():
-        return {}
-    import pandas as pd
-
-    try:
-        t = pd.read_parquet(path, columns=["code", "reference_low", "reference_high"])
-    except (OSError, ValueError, KeyError):
+    t = _codes_table(meds_root, ["code", "reference_low", "reference_high"])
+    if t is None:
         return {}
 
     def bound(v: Any) -> float | None:
