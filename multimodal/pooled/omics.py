@@ -72,29 +72,51 @@ class GeneSetScores:
 
 # ---- tables (omics wide table, clinical) -----------------------------------------------------------------------------
 class Tabular:
-    """A modality's table as :func:`multimodal.baselines.make_tabular` reads it (no fitted statistic)."""
+    """A modality's table as :func:`multimodal.baselines.make_tabular` reads it, with the training patients' columns
+    kept: a cohort scored later may lack a column (a gene none of its patients carries is absent from its MAF) or
+    have extra ones. Scoring returns the training columns in the training order; a missing mutation column is 0
+    ("not carried") for the patients whose other mutation columns say they were sequenced, and missing otherwise;
+    any other missing column is missing (the preprocessor imputes the training median); extra columns are dropped."""
 
     def __init__(self, modality: str) -> None:
         self.modality = modality
+        self.columns_: list[str] | None = None  # None: a state saved before the columns were kept
+
+    def _read(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
+        from multimodal.baselines import make_tabular
+
+        table = make_tabular(cohort, ids, modalities=(self.modality,))
+        table.columns = [str(c)[len(self.modality) + len(SEP):] for c in table.columns]
+        return table
 
     def fit(self, cohort: Cohort, train_ids: Sequence[str]) -> Tabular:
+        self.columns_ = list(self._read(cohort, train_ids).columns)
         return self
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {"kind": "table"}, {}
+        return {"kind": "table", **({"columns": self.columns_} if self.columns_ is not None else {})}, {}
 
     def load(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Tabular:
+        cols = meta.get("columns")
+        self.columns_ = None if cols is None else [str(c) for c in cols]
         return self
 
     def structure_columns(self) -> list[str]:
         return []
 
     def transform(self, cohort: Cohort, ids: Sequence[str]) -> pd.DataFrame:
-        from multimodal.baselines import make_tabular
-
-        table = make_tabular(cohort, ids, modalities=(self.modality,))
-        table.columns = [str(c)[len(self.modality) + len(SEP):] for c in table.columns]
-        return table
+        table = self._read(cohort, ids)
+        if self.columns_ is None or list(table.columns) == self.columns_:
+            return table
+        missing = [c for c in self.columns_ if c not in table.columns]
+        out = table.reindex(columns=self.columns_)
+        muts = [c for c in table.columns if c.endswith("_mut")]
+        if muts and any(c.endswith("_mut") for c in missing):
+            sequenced = table[muts].apply(pd.to_numeric, errors="coerce").notna().any(axis=1)
+            for c in missing:
+                if c.endswith("_mut"):
+                    out.loc[sequenced, c] = 0.0
+        return out
 
 
 # ---- cross-modal: gene-set score x mutation ---------------------------------------------------------------------------

@@ -183,3 +183,30 @@ def test_tcga_gene_families(shared_data):
     X = pooled.transform(cohort, list(fold.val))
     sets = X.filter(like="genomics:set:")
     assert sets.shape[1] == 6 and np.isfinite(sets.to_numpy()).all()
+
+
+def test_a_scored_cohort_without_a_trained_mutation_gene_reads_not_carried(tmp_path):
+    """A cohort scored later whose MAF lacks a gene the training patients carried (no new patient has it) gets the
+    training columns, in the training order: the missing mutation 0 for sequenced patients, missing for the others;
+    the fitted state keeps the columns through a save / load."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "cohorts"))
+    from fixtures_cohort import write_tiny_cohort
+
+    from multimodal.cohorts.cohort import Cohort
+    from multimodal.pooled.omics import Tabular
+
+    train = write_tiny_cohort(tmp_path / "train")
+    scored = write_tiny_cohort(tmp_path / "scored")
+    maf = scored.root / "omics" / "mutations.maf"
+    maf.write_text("".join(line for line in maf.read_text().splitlines(keepends=True) if not line.startswith("KRAS")))
+    ct, cs = Cohort.from_manifest(train.manifest_path), Cohort.from_manifest(scored.manifest_path)
+    part = Tabular("genomics").fit(ct, ct.patient_ids)
+    assert "KRAS_mut" in part.columns_
+    meta, arrays = part.state()
+    loaded = Tabular("genomics").load(meta, arrays)
+    out = loaded.transform(cs, cs.patient_ids)
+    assert list(out.columns) == part.columns_
+    seq = out["TP53_mut"].notna()
+    assert seq.any() and (out.loc[seq, "KRAS_mut"] == 0).all() and out.loc[~seq, "KRAS_mut"].isna().all()
+    same = part.transform(ct, ct.patient_ids)  # the training cohort itself: unchanged
+    pd.testing.assert_frame_equal(same, part._read(ct, ct.patient_ids))
