@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_descriptions", "code_ranges", "event_rows", "parse_event", "range_flag"]
+__all__ = ["NO_EFFECT", "code_descriptions", "code_ranges", "direction", "event_rows", "parse_event", "range_flag"]
 
 _NAME = re.compile(
     r"^(?P<code>.+?)(?P<unk> \[UNK\])?"
@@ -82,6 +82,18 @@ def _range_text(low: float | None, high: float | None, unit: str | None) -> str:
     return f"≥ {low:.4g}{u}" if low is not None else f"≤ {high:.4g}{u}"
 
 
+#: Below this |attribution| a factor is said to have no effect (reports print three decimals: it would read 0.000).
+NO_EFFECT = 5e-4
+
+
+def direction(score: float, what: str) -> str:
+    """"raises <what>" / "lowers <what>", or "no effect" for an attribution that rounds to 0.000 (e.g. every
+    attribution of a model whose fusion network was kept at zero, its prediction being the pooled stack's)."""
+    if abs(score) < NO_EFFECT:
+        return "no effect"
+    return f"raises {what}" if score > 0 else f"lowers {what}"
+
+
 def parse_event(name: str) -> dict[str, Any]:
     """The parts of an EHR token name; a name that does not parse is kept whole as its code."""
     m = _NAME.match(str(name))
@@ -142,5 +154,5 @@ def event_rows(names: Sequence[str], scores: Sequence[float], descriptions: dict
             parts.append(f"trend {g['trend']:+.3g}{' ' + unit if unit else ''} per year")
         rows.append({"name": f"{words}: {', '.join(parts)}" if parts else words, "code": code,
                      "attribution": g["attribution"], "unit": unit, **placed,
-                     "direction": f"raises {what}" if g["attribution"] > 0 else f"lowers {what}"})
+                     "direction": direction(g["attribution"], what)})
     return rows

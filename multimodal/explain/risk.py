@@ -16,7 +16,7 @@ from multimodal.calibration import recalibrate_response, recalibrate_survival, r
 from multimodal.data import collate_patients
 from multimodal.errors import InputError
 from multimodal.explain.attribution import integrated_gradients, modality_shapley
-from multimodal.explain.clinical_terms import code_descriptions, code_ranges, event_rows
+from multimodal.explain.clinical_terms import code_descriptions, code_ranges, direction, event_rows
 from multimodal.explain.genes import gene_effects, set_scores, shares_members
 from multimodal.explain.key_findings import (
     clinical_header,
@@ -442,4 +442,4 @@ def _slot_evidence(ta: Any, raw: Any, members: Any, top_k: int, what: str, *, wi
 
 
 def _direction(score: float, what: str) -> str:
-    return f"raises {what}" if score > 0 else f"lowers {what}"
+    return direction(score, what)

@@ -7,6 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from multimodal.explain.clinical_terms import NO_EFFECT
 from multimodal.explain.key_findings import validation_rows
 from multimodal.explain.result import RiskResult
 from multimodal.io import atomic_path, write_text_atomic
@@ -89,7 +90,25 @@ def top_factors(r: dict[str, Any], n: int = 3) -> list[str]:
             what = "compared with the reference patients" if ev.get("relative_to") else ""
             cands.append((abs(v), f"{plain(t['name'])} ({m}) {t['direction'].replace('raises', 'raised').replace('lowers', 'lowered')}"
                                   f"{' ' + what if what else ''} ({v:+.3f})."))
+    cands = [c for c in cands if c[0] >= NO_EFFECT]
+    if not cands:  # the fusion network adds nothing (kept at zero): the prediction is the classical part's
+        cands = _stack_factors(r.get("stack_terms"))
     return [c[1][0].upper() + c[1][1:] for c in sorted(cands, key=lambda c: -c[0])[:n]]
+
+
+def _stack_factors(st: dict[str, Any] | None) -> list[tuple[float, str]]:
+    """The classical part's largest terms in words (used when every attribution of the fusion network is 0)."""
+    if not st:
+        return []
+    resp = st.get("head") == "response"
+    what = "the log-odds of response" if resp else "the risk score"
+    out = []
+    for t in st.get("terms") or []:
+        c = float(t.get("contribution") or 0.0)
+        if abs(c) >= NO_EFFECT:
+            out.append((abs(c), f"{t.get('label') or t.get('feature')} (the model's classical part, pooled features) "
+                                f"{'raised' if c > 0 else 'lowered'} {what} ({c:+.3f})."))
+    return out
 
 
 def _fmt_years(t: float | None, unit: str) -> str:

@@ -26,6 +26,9 @@ def test_ehr_tokens_become_one_row_per_code_in_words():
                            "trend +12.5 U/L per year")
     assert rows[1]["name"] == "ICD10 I10: 300 days before the data cut-off"  # no description: the code's parts
     assert rows[2]["name"] == "Sex: male" and rows[2]["direction"] == "lowers risk"
+    # an attribution that prints as 0.000 is said to have no effect, not to lower the risk
+    flat = event_rows(["GENDER//M @ static"], [-1e-6], DESCRIPTIONS, "risk", 10)
+    assert flat[0]["direction"] == "no effect"
 
 
 def test_lab_values_are_placed_against_the_codes_reference_range(tmp_path):
@@ -96,3 +99,24 @@ def test_report_evidence_adds_up_and_names_values(report_cohort, pipeline_dir, t
     assert any("percentile" in g for g in genes) and all(0 <= g["percentile"] <= 100 for g in genes
                                                         if "percentile" in g)
     assert "Numbers are contributions to the model" in html and "other (everything not listed" in html
+
+
+def test_page_one_factors_come_from_the_classical_part_when_the_network_adds_nothing():
+    """A model whose fusion network was kept at zero (trunk scale 0) has every attribution 0: page 1 then names the
+    pooled stack's largest terms, not zero-valued factors that would each "lower the risk"."""
+    from multimodal.report.patient import top_factors
+
+    zero = {"evidence": {"genomics": {"kind": "slots", "top": [{"name": "SYN_HYPOXIA", "attribution": 0.0,
+                                                                "direction": "no effect"}]},
+                         "pathology": {"kind": "patches", "total": 0.0}},
+            "stack_terms": {"head": "survival", "terms": [
+                {"feature": "genomics:set:HYPOXIA", "label": "HYPOXIA gene-set score", "contribution": 0.31},
+                {"feature": "clinical:age", "label": "age", "contribution": -0.12},
+                {"feature": "ehr:LAB//LDH", "label": "LDH", "contribution": 0.0}]}}
+    assert top_factors(zero) == [
+        "HYPOXIA gene-set score (the model's classical part, pooled features) raised the risk score (+0.310).",
+        "Age (the model's classical part, pooled features) lowered the risk score (-0.120)."]
+    live = {"evidence": {"genomics": {"kind": "slots", "top": [{"name": "SYN_HYPOXIA", "attribution": 0.02,
+                                                                "direction": "raises risk"}]}},
+            "stack_terms": zero["stack_terms"]}
+    assert len(top_factors(live)) == 1 and top_factors(live)[0].startswith("SYN HYPOXIA")

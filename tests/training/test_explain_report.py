@@ -152,7 +152,8 @@ def test_attribution_reference_is_aligned_and_centers_report_evidence(trained):
     for t in ev["top"]:
         assert t["attribution"] == pytest.approx(t["attribution_vs_baseline"] - ref_set[t["name"]], abs=1e-9)
         assert "token_attribution" in t
-        assert t["direction"] == ("raises risk" if t["attribution"] > 0 else "lowers risk")
+        assert t["direction"] == ("no effect" if abs(t["attribution"]) < 5e-4 else
+                                  "raises risk" if t["attribution"] > 0 else "lowers risk")
     assert "relative_to" not in res.evidence["ehr"] and "relative_to" not in res.evidence["clinical"]  # events
     old = replace(pipe, metadata={k: v for k, v in pipe.metadata.items() if k != "attribution_reference"})
     ev_old = explain_patient(old, cohort, pid, mc_samples=2, n_steps=8).evidence["genomics"]
@@ -202,7 +203,7 @@ def test_response_only_model_explains_and_words_the_response(small_cohort, demo_
     res = explain_patient(pipe, cohort, _full_patient(cohort), mc_samples=2, n_steps=8)
     assert res.model["target"] == "response" and res.evidence["genomics"]["relative_to"]
     directions = {t["direction"] for ev in res.evidence.values() if "top" in ev for t in ev["top"]}
-    assert directions and directions <= {"raises response probability", "lowers response probability"}
+    assert directions and directions <= {"raises response probability", "lowers response probability", "no effect"}
 
 
 def test_unknown_patient_is_a_clear_error(trained, small_cohort, tmp_path, capsys):
