@@ -6,7 +6,7 @@ Computation (:mod:`multimodal.explain.risk`) fills it; renderers (:mod:`multimod
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,9 @@ class RiskResult:
     schema_version: int = RISK_RESULT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A copy of the result as plain dicts and lists (what ``dataclasses.asdict`` gives, without its generic
+        per-object dispatch: a result holds ~10^5 heatmap values, and the copy was ~0.25 s of each report)."""
+        return {f.name: _plain_copy(getattr(self, f.name)) for f in fields(self)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_default)
@@ -85,3 +87,22 @@ def _default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(type(o).__name__)
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _plain_copy(o: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, tuples as lists, atoms as they are); anything else (a nested
+    dataclass, an array) through ``dataclasses.asdict`` / as is, like ``asdict`` does."""
+    if isinstance(o, _ATOMS):
+        return o
+    if isinstance(o, dict):
+        return {k: _plain_copy(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        if all(isinstance(x, _ATOMS) for x in o):
+            return list(o) if isinstance(o, list) else type(o)(o)
+        return [_plain_copy(x) for x in o] if isinstance(o, list) else type(o)(_plain_copy(x) for x in o)
+    if is_dataclass(o) and not isinstance(o, type):
+        return asdict(o)
+    return o
