@@ -29,7 +29,6 @@ the per-patch ``assignment`` with ``coords_level0`` and ``patch_slide_index``.
 
 from __future__ import annotations
 
-import os
 import warnings
 import zlib
 from collections import OrderedDict
@@ -42,6 +41,13 @@ import numpy as np
 import torch
 
 from multimodal.adapters.base import Adapter, StreamSpec, empty_stream
+from multimodal.adapters.slide_grid import (  # noqa: F401 (neighbour_* re-exported)
+    CONTENT_CACHE_BYTES,
+    SlideContent,
+    SlideContentCache,
+    neighbour_mean,
+    neighbour_rows,
+)
 from multimodal.adapters.slide_io import SlideBag, open_slide
 from multimodal.cohorts.cohort import Cohort
 from multimodal.cohorts.sources import SlideRef, SlideSource
@@ -51,43 +57,8 @@ from multimodal.types import TokenStream
 
 _STATE_VERSION = 1
 _CACHE_LIMIT = 4096  # slide metadata kept (LRU): ~0.5 KB each; enough for a prediction chunk or a training batch
-#: Bytes of slide content (features, coordinates, grid-neighbour table) an adapter keeps in memory between calls
-#: (environment variable ``MULTIMODAL_SLIDE_CACHE_MB``, default 1024; 0 switches the cache off). With neighbour
-#: context, a training epoch reads each sampled patch's neighbours; kept in memory, later epochs read no file. Slides
-#: are kept first come, first served until the budget is spent (no eviction: in a shuffled epoch an LRU would only
-#: churn), so a cohort larger than the budget has its first slides cached and reads the rest as before.
-_CONTENT_CACHE_BYTES = max(int(float(os.environ.get("MULTIMODAL_SLIDE_CACHE_MB", "1024")) * 2**20), 0)
-
-
-@dataclass
-class _SlideContent:
-    """One slide's whole bag in memory: features (N, D) float32 (checked finite when read), level-0 coordinates,
-    grid positions and, computed on first use, the grid-neighbour table and the neighbour means."""
-
-    features: np.ndarray
-    coords: np.ndarray
-    grid: np.ndarray
-    _neighbours: np.ndarray | None = None
-    _context: np.ndarray | None = None
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.features.nbytes + self.coords.nbytes + self.grid.nbytes + 64 * len(self.grid)
-                   + self.features.nbytes)  # neighbour table (8 int64 per patch) and neighbour means, when computed
-
-    @property
-    def neighbours(self) -> np.ndarray:
-        if self._neighbours is None:
-            self._neighbours = neighbour_rows(self.grid)
-        return self._neighbours
-
-    @property
-    def context(self) -> np.ndarray:
-        if self._context is None:
-            self._context = neighbour_mean(self.features, self.grid)
-        return self._context
-
-
+#: This adapter's slide-content budget (:data:`multimodal.adapters.slide_grid.CONTENT_CACHE_BYTES`).
+_CONTENT_CACHE_BYTES = CONTENT_CACHE_BYTES
 @dataclass(frozen=True)
 class PathologyAdapterConfig:
     """Configuration of :class:`PathologyAdapter`.
@@ -179,8 +150,7 @@ class PathologyAdapter(Adapter):
         self.config: PathologyAdapterConfig
         self._reset()
         self._bag_cache: OrderedDict[tuple[Any, ...], SlideBag] = OrderedDict()
-        self._content_cache: dict[tuple[Any, ...], _SlideContent] = {}
-        self._content_bytes = 0
+        self._content_cache = SlideContentCache()
 
     def _reset(self) -> None:
         self.encoder: str | None = None
@@ -579,23 +549,10 @@ class PathologyAdapter(Adapter):
             return ()
         return (str(p), ref.format, ref.patient_id, ref.slide_id, st.st_mtime_ns, st.st_size)
 
-    def _content(self, ref: SlideRef, bag: SlideBag) -> _SlideContent | None:
+    def _content(self, ref: SlideRef, bag: SlideBag) -> SlideContent | None:
         """The slide's whole bag from memory, read and kept on first use while the budget
         (:data:`_CONTENT_CACHE_BYTES`) allows; None when it does not (the caller reads the file)."""
-        key = self._key(ref)
-        if not key:
-            return None
-        hit = self._content_cache.get(key)
-        if hit is not None:
-            return hit
-        need = 2 * bag.num_patches * (bag.dim * 4 + 48)  # what _SlideContent.nbytes will count, roughly
-        if self._content_bytes + need > _CONTENT_CACHE_BYTES:
-            return None
-        c = bag.coords()
-        content = _SlideContent(bag.read_all(self.config.inference_chunk), c, bag.grid(c))
-        self._content_cache[key] = content
-        self._content_bytes += content.nbytes
-        return content
+        return self._content_cache.get(self._key(ref), bag, _CONTENT_CACHE_BYTES, self.config.inference_chunk)
 
     def _open(self, ref: SlideRef) -> SlideBag:
         """Open (metadata only) with a cache keyed by path and file stat, so a rewritten file is reopened."""
@@ -694,43 +651,6 @@ class PathologyAdapter(Adapter):
                 msg = f"pathology adapter state: centroids {got}, expected ({self.config.prototypes}, {self.feature_dim_})"
                 raise IntegrityError(msg)
             self.centroids = c.to(torch.float32).contiguous()
-
-
-def neighbour_rows(grid: np.ndarray) -> np.ndarray:
-    """(N, 8) row of each patch's grid neighbour in the 8 directions, -1 where there is none.
-
-    ``grid`` (N, 2) holds integer-valued grid positions of one slide; a position is found by binary search over the
-    sorted position keys, so the cost is O(N log N).
-    """
-    n = len(grid)
-    out = np.full((n, 8), -1, dtype=np.int64)
-    if n == 0:
-        return out
-    g = np.asarray(grid, dtype=np.int64)
-    g = g - g.min(axis=0)
-    width = int(g[:, 1].max()) + 3
-    key = (g[:, 0] + 1) * width + (g[:, 1] + 1)
-    order = np.argsort(key, kind="stable")
-    skey = key[order]
-    offsets = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
-    for k, (dx, dy) in enumerate(offsets):
-        want = key + dx * width + dy
-        j = np.minimum(np.searchsorted(skey, want), n - 1)
-        hit = skey[j] == want
-        out[hit, k] = order[j[hit]]
-    return out
-
-
-def neighbour_mean(features: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """(N, D) mean embedding of each patch's up-to-8 neighbours on the patch grid (zeros where it has none)."""
-    nb = neighbour_rows(grid)
-    out = np.zeros_like(features, dtype=np.float32)
-    count = np.zeros(len(features), dtype=np.float32)
-    for k in range(nb.shape[1]):
-        hit = nb[:, k] >= 0
-        out[hit] += features[nb[hit, k]]
-        count[hit] += 1.0
-    return out / np.maximum(count, 1.0)[:, None]
 
 
 def _names(slide_id: str, coords: np.ndarray) -> list[str]:
