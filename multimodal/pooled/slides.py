@@ -126,8 +126,8 @@ class SlidePool:
 def neighbour_shares(labels: np.ndarray, positions: np.ndarray, slide: np.ndarray, k: int) -> np.ndarray:
     """(k, k): entry (a, b) = share of the label-a patches with at least one label-b patch among their 8 neighbours on
     the patch grid of the same slide (0 where no patch has label a). The neighbours are the pathology adapter's
-    (:func:`multimodal.adapters.pathology.neighbour_rows`, per slide)."""
-    from multimodal.adapters.pathology import neighbour_rows
+    (:func:`multimodal.adapters.slide_grid.neighbour_rows`, per slide)."""
+    from multimodal.adapters.slide_grid import neighbour_rows
 
     out = np.zeros((k, k))
     lab = np.asarray(labels, dtype=np.int64)
